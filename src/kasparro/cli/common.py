@@ -1,0 +1,50 @@
+"""Helpers shared by the CLI commands: settings, logging and the engine, built once."""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+import typer
+from sqlalchemy import Engine
+
+from kasparro.config import Settings, load_settings
+from kasparro.db.engine import make_engine, upgrade_schema
+from kasparro.exceptions import ConfigurationError, DatabaseUnavailableError
+from kasparro.observability.logging import configure_logging
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def boot(*, log: bool = True) -> Settings:
+    """Load and validate settings (exit 2 naming the variable on error) and configure logging."""
+    try:
+        settings = load_settings()
+    except ConfigurationError as exc:
+        fail(str(exc))
+    if log:
+        configure_logging(
+            fmt=settings.log_format,
+            level=settings.log_level,
+            secrets=settings.secret_values(),
+            stream=sys.stderr,
+        )
+    return settings
+
+
+def open_database(settings: Settings, *, upgrade: bool = True) -> Engine:
+    """The writer engine, with the schema upgraded to head (exit 2 if the database is down)."""
+    engine = make_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        pool_timeout=settings.db_pool_timeout,
+    )
+    if upgrade:
+        try:
+            upgrade_schema(engine)
+        except DatabaseUnavailableError as exc:
+            fail(str(exc))
+    return engine

@@ -1,0 +1,1 @@
+"""Ingestion: the BaseIngestion loop, HTTP plumbing, the sources, identity and drift."""

@@ -1,0 +1,461 @@
+"""BaseIngestion: the one loop every source runs (fetch → validate → raw → identity → unified →
+history → checkpoint), with run tracking. Sources implement a few hooks and never override ``run``."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar, final
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import Connection, Engine, Table, delete, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from kasparro.config import Settings
+from kasparro.db import repository as repo
+from kasparro.db import runs
+from kasparro.db.models import RAW_MODELS, EtlCheckpoint, PriceHistory, UnifiedCrypto, utcnow
+from kasparro.exceptions import RecordValidationError, SourceError
+from kasparro.ingestion.drift import DriftDetector, DriftEvent, expected_schema
+from kasparro.ingestion.identity import Identity, IdentityResolver
+from kasparro.observability.logging import get_logger, log_context
+from kasparro.schemas.unified import UnifiedRecord
+
+log = get_logger(__name__)
+
+
+@dataclass
+class FetchedBatch:
+    """Records as the upstream sent them, plus the checkpoint state once they are stored."""
+
+    records: list[Any]
+    state: dict[str, Any] | None = None
+    quarantined: list[runs.QuarantinedRecord] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    run_id: int | None
+    source: str
+    status: str
+    fetched: int = 0
+    loaded: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+    drift_events: int = 0
+    duration_seconds: float = 0.0
+    error: str | None = None
+    requests: int = 0
+    retries: int = 0
+
+
+@dataclass
+class _Prepared:
+    payload: Any
+    digest: str
+    record: UnifiedRecord
+
+
+def payload_hash(payload: Any) -> str:
+    return hashlib.blake2b(
+        orjson.dumps(payload, option=orjson.OPT_SORT_KEYS), digest_size=16
+    ).hexdigest()
+
+
+class BaseIngestion(ABC):
+    """Subclasses set ``name`` and ``model`` and implement ``fetch`` and ``to_unified``."""
+
+    name: ClassVar[str]
+    model: ClassVar[type[BaseModel]]
+    #: API sources skip records whose ``last_updated`` is not newer than what is stored.
+    skip_not_newer: ClassVar[bool] = True
+    #: CSV cells are all strings, so only missing and new columns count as drift.
+    drift_ignores_types: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        *,
+        stop: threading.Event | None = None,
+        progress: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.stop = stop or threading.Event()
+        self.progress = progress
+        self.raw_table: Table = RAW_MODELS[self.name].__table__  # type: ignore[attr-defined]
+        self.counts = runs.RunCounts()
+        self.requests = 0
+        self.retries = 0
+        self.run_id: int | None = None
+        self._drift = DriftDetector(
+            expected_schema(self.model), ignore_types=self.drift_ignores_types
+        )
+        self._identity = IdentityResolver(engine, self.name)
+        self._stored: dict[str, tuple[str | None, datetime | None]] = {}
+        self._seen_this_run: set[str] = set()
+        self._fetch_time = utcnow().replace(microsecond=0)
+        self._max_updated: datetime | None = None
+
+    # hooks ----------------------------------------------------------------------------------
+
+    @abstractmethod
+    def fetch(self, checkpoint: EtlCheckpoint | None) -> Iterator[FetchedBatch]:
+        """Yield batches of raw records, each with the checkpoint state it completes (if any)."""
+
+    @abstractmethod
+    def to_unified(self, item: Any) -> UnifiedRecord:
+        """Map one validated source model to the unified record (raise RecordValidationError to quarantine)."""
+
+    def normalize(self, payload: Any) -> Any:
+        """The payload as the source model reads it (CSV renames its header aliases here)."""
+        return payload
+
+    def record_id(self, payload: Any) -> str | None:
+        """The source's id for a raw record, if it has one (used to label quarantined records)."""
+        if isinstance(payload, dict):
+            value = payload.get("id")
+            return str(value)[:255] if value is not None else None
+        return None
+
+    def close(self) -> None:
+        """Release clients; called once after the run."""
+
+    # the loop -------------------------------------------------------------------------------
+
+    @final
+    def run(self, *, trigger: str = "manual") -> RunResult:
+        started = time.monotonic()
+        self.run_id = runs.start_run(self.engine, source=self.name, trigger=trigger)
+        status, error = "failed", None
+        with log_context(run_id=self.run_id, source=self.name):
+            log.info("ETL run started", extra={"trigger": trigger})
+            try:
+                with self.engine.connect() as conn:
+                    checkpoint = repo.load_checkpoint(conn=conn, source=self.name)
+                    self._stored = repo.latest_records(conn=conn, source=self.name)
+                    self._identity.preload(conn)
+                for batch in self.fetch(checkpoint):
+                    if self.stop.is_set():
+                        status = "interrupted"
+                        break
+                    self._store_batch(batch)
+                else:
+                    status = "partial" if self.counts.quarantined else "success"
+                if self.stop.is_set() and status != "interrupted":
+                    status = "interrupted"
+            except SourceError as exc:
+                error = str(exc)
+                status = "partial" if self.counts.loaded or self.counts.unchanged else "failed"
+                if self.stop.is_set():
+                    status = "interrupted"
+                log.error("source failed", extra={"error": error, "status_code": exc.status_code})
+            except SQLAlchemyError as exc:
+                error = (
+                    f"database error: {exc.__class__.__name__}: {str(exc).splitlines()[0][:500]}"
+                )
+                log.error("database error during run", extra={"error": error})
+            except Exception as exc:
+                error = f"unexpected error: {exc.__class__.__name__}: {exc}"
+                log.exception("unexpected error during run")
+            finally:
+                self.close()
+            result = self._finish(status, error, time.monotonic() - started)
+            log.info(
+                "ETL run completed",
+                extra={
+                    "status": result.status,
+                    **self.counts.as_dict(),
+                    "duration_seconds": round(result.duration_seconds, 3),
+                },
+            )
+        return result
+
+    def _finish(self, status: str, error: str | None, duration: float) -> RunResult:
+        assert self.run_id is not None
+        for attempt in range(3):
+            try:
+                runs.finish_run(
+                    self.engine,
+                    run_id=self.run_id,
+                    status=status,
+                    error=error,
+                    requests=self.requests,
+                    retries=self.retries,
+                )
+                break
+            except SQLAlchemyError as exc:
+                log.error(
+                    "could not record the run's final status",
+                    extra={"attempt": attempt + 1, "error": str(exc).splitlines()[0]},
+                )
+                time.sleep(0.5 * (attempt + 1))
+        return RunResult(
+            self.run_id,
+            self.name,
+            status,
+            duration_seconds=duration,
+            error=error,
+            requests=self.requests,
+            retries=self.retries,
+            **self.counts.as_dict(),
+        )
+
+    def _prepare(
+        self, batch: FetchedBatch
+    ) -> tuple[list[_Prepared], list[runs.QuarantinedRecord], list[DriftEvent], int]:
+        """Validate and map a batch; returns (fresh records, quarantined, new drift events, unchanged)."""
+        prepared: list[_Prepared] = []
+        quarantined = list(batch.quarantined)
+        drift: list[DriftEvent] = []
+        unchanged = 0
+        validate = self.model.model_validate
+        for payload in batch.records:
+            data = self.normalize(payload)
+            drift.extend(self._drift.observe(data))
+            try:
+                record = self.to_unified(validate(data))
+            except ValidationError as exc:
+                errors = [
+                    {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"], "type": e["type"]}
+                    for e in exc.errors(include_url=False, include_input=False)
+                ]
+                reason = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors)[:1000]
+                quarantined.append(
+                    runs.QuarantinedRecord(self.record_id(payload), payload, reason, errors)
+                )
+                continue
+            except RecordValidationError as exc:
+                quarantined.append(
+                    runs.QuarantinedRecord(self.record_id(payload), payload, str(exc))
+                )
+                continue
+            digest = payload_hash(payload)
+            stored_hash, stored_updated = self._stored.get(record.coin_id, (None, None))
+            key = (
+                f"{record.coin_id}@{record.source_updated_at}"
+                if not self.skip_not_newer
+                else record.coin_id
+            )
+            if (
+                stored_hash == digest
+                or key in self._seen_this_run
+                or (
+                    self.skip_not_newer
+                    and stored_updated
+                    and record.source_updated_at
+                    and record.source_updated_at <= stored_updated
+                )
+            ):
+                unchanged += 1
+                continue
+            self._seen_this_run.add(key)
+            prepared.append(_Prepared(payload, digest, record))
+        return prepared, quarantined, drift, unchanged
+
+    def _store_batch(self, batch: FetchedBatch) -> None:
+        prepared, quarantined, drift, unchanged = self._prepare(batch)
+        with self.engine.connect() as conn:
+            known = repo.existing_hashes(
+                conn=conn, table=self.raw_table, hashes=[p.digest for p in prepared]
+            )
+        if known:
+            unchanged += sum(1 for p in prepared if p.digest in known)
+            prepared = [p for p in prepared if p.digest not in known]
+        assets = self._identity.resolve(
+            [Identity(p.record.coin_id, p.record.symbol, p.record.name) for p in prepared]
+        )
+        counts = runs.RunCounts(
+            fetched=len(batch.records) + len(batch.quarantined),
+            loaded=len(prepared),
+            unchanged=unchanged,
+            quarantined=len(quarantined),
+            drift_events=len(drift),
+        )
+        for event in drift:
+            log.warning(
+                "schema drift detected",
+                extra={
+                    "field": event.field,
+                    "kind": event.kind,
+                    "expected": event.expected,
+                    "observed": event.observed,
+                },
+            )
+        with self.engine.begin() as conn:
+            self._write(conn, prepared, assets, write_raw=True)
+            runs.record_quarantine(
+                conn=conn, source=self.name, run_id=self.run_id, records=quarantined
+            )
+            runs.record_drift(conn=conn, source=self.name, run_id=self.run_id or 0, events=drift)
+            self._save_checkpoint(conn, batch, prepared)
+            runs.add_batch_counts(conn=conn, run_id=self.run_id or 0, counts=counts)
+            if prepared:
+                repo.bump_data_version(conn=conn)
+        self.counts.add(counts)
+        for p in prepared:
+            self._stored[p.record.coin_id] = (p.digest, p.record.source_updated_at)
+        if self.progress is not None:
+            self.progress(self.name, self.counts)
+
+    def _write(
+        self,
+        conn: Connection,
+        prepared: list[_Prepared],
+        assets: dict[str, int],
+        *,
+        write_raw: bool,
+    ) -> None:
+        if not prepared:
+            return
+        now = utcnow()
+        if write_raw:
+            raw_rows = [
+                {
+                    "run_id": self.run_id,
+                    "coin_id": p.record.coin_id,
+                    "payload": p.payload,
+                    "payload_hash": p.digest,
+                    "ingested_at": now,
+                }
+                for p in prepared
+            ]
+            for part in repo.chunks(raw_rows, self.settings.batch_size):
+                repo.insert_ignoring_conflicts(
+                    conn=conn, table=self.raw_table, rows=part, conflict=("payload_hash",)
+                )
+        latest: dict[int, dict[str, Any]] = {}
+        history: list[dict[str, Any]] = []
+        for p in prepared:
+            r = p.record
+            asset_id = assets[r.coin_id]
+            row = {
+                "asset_id": asset_id, "source": self.name, "coin_id": r.coin_id, "symbol": r.symbol, "name": r.name,
+                "rank": r.rank, "price_usd": r.price_usd, "market_cap_usd": r.market_cap_usd, "volume_24h_usd": r.volume_24h_usd,
+                "circulating_supply": r.circulating_supply, "total_supply": r.total_supply, "max_supply": r.max_supply,
+                "percent_change_24h": r.percent_change_24h, "source_updated_at": r.source_updated_at, "ingested_at": now,
+                "run_id": self.run_id, "payload_hash": p.digest,
+            }  # fmt: skip
+            previous = latest.get(asset_id)
+            if previous is None or _newer_or_equal(
+                r.source_updated_at, previous["source_updated_at"]
+            ):
+                latest[asset_id] = row
+            history.append(
+                {
+                    "asset_id": asset_id, "source": self.name, "observed_at": r.source_updated_at or self._fetch_time,
+                    "price_usd": r.price_usd, "market_cap_usd": r.market_cap_usd, "volume_24h_usd": r.volume_24h_usd,
+                    "open_usd": r.open_usd, "high_usd": r.high_usd, "low_usd": r.low_usd, "run_id": self.run_id,
+                }
+            )  # fmt: skip
+            if r.source_updated_at and (
+                self._max_updated is None or r.source_updated_at > self._max_updated
+            ):
+                self._max_updated = r.source_updated_at
+        unified_rows = list(latest.values())
+        for part in repo.chunks(unified_rows, self.settings.batch_size):
+            repo.upsert_unified(conn=conn, rows=part)
+        for part in repo.chunks(history, self.settings.batch_size):
+            repo.insert_history(conn=conn, rows=part)
+
+    def _save_checkpoint(
+        self, conn: Connection, batch: FetchedBatch, prepared: list[_Prepared]
+    ) -> None:
+        """Move the checkpoint with the data it covers; a batch that stored nothing leaves it be.
+
+        File sources hand in their own state (file identity and offset); API sources keep the
+        newest ``last_updated`` stored, dlt-style, as ``last_value``.
+        """
+        if batch.state is not None:
+            repo.save_checkpoint(
+                conn=conn,
+                source=self.name,
+                last_value=str(batch.state.get("last_value")),
+                state=batch.state,
+                run_id=self.run_id,
+            )
+        elif prepared and self._max_updated is not None:
+            last_value = self._max_updated.isoformat()
+            repo.save_checkpoint(
+                conn=conn,
+                source=self.name,
+                last_value=last_value,
+                state={"max_source_updated_at": last_value},
+                run_id=self.run_id,
+            )
+
+    # replay ---------------------------------------------------------------------------------
+
+    @final
+    def replay(self) -> RunResult:
+        """Rebuild this source's unified rows and history from stored raw payloads, with no network call."""
+        started = time.monotonic()
+        self.run_id = runs.start_run(self.engine, source=self.name, trigger="replay")
+        status, error = "failed", None
+        with log_context(run_id=self.run_id, source=self.name):
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(delete(UnifiedCrypto).where(UnifiedCrypto.source == self.name))
+                    conn.execute(delete(PriceHistory).where(PriceHistory.source == self.name))
+                    self._identity.preload(conn)
+                    for payloads in self._raw_payloads(conn):
+                        self._replay_batch(conn, payloads)
+                    repo.bump_data_version(conn=conn)
+                    runs.add_batch_counts(conn=conn, run_id=self.run_id, counts=self.counts)
+                status = "partial" if self.counts.quarantined else "success"
+            except SQLAlchemyError as exc:
+                error = f"database error: {str(exc).splitlines()[0][:500]}"
+                log.error("replay failed", extra={"error": error})
+            result = self._finish(status, error, time.monotonic() - started)
+        return result
+
+    def _raw_payloads(self, conn: Connection) -> Iterator[list[Any]]:
+        table = self.raw_table
+        last_id = 0
+        while True:
+            rows = conn.execute(
+                select(table.c.id, table.c.payload)
+                .where(table.c.id > last_id)
+                .order_by(table.c.id)
+                .limit(self.settings.batch_size)
+            ).all()
+            if not rows:
+                return
+            last_id = rows[-1][0]
+            yield [payload for _, payload in rows]
+
+    def _replay_batch(self, conn: Connection, payloads: list[Any]) -> None:
+        prepared: list[_Prepared] = []
+        for payload in payloads:
+            self.counts.fetched += 1
+            try:
+                record = self.to_unified(self.model.model_validate(self.normalize(payload)))
+            except (ValidationError, RecordValidationError):
+                self.counts.quarantined += 1
+                continue
+            prepared.append(_Prepared(payload, payload_hash(payload), record))
+        self.counts.loaded += len(prepared)
+        assets = self._identity.resolve(
+            [Identity(p.record.coin_id, p.record.symbol, p.record.name) for p in prepared],
+            conn=conn,
+        )
+        self._write(conn, prepared, assets, write_raw=False)
+
+
+def _newer_or_equal(candidate: datetime | None, current: datetime | None) -> bool:
+    if candidate is None or current is None:
+        return True
+    return candidate >= current
+
+
+def ensure_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -1,0 +1,240 @@
+"""CSV: a local file read incrementally (checkpoint = file identity + byte offset), in batches.
+
+Accepts the unified column layout and the daily-history layout
+``SNo,Name,Symbol,Date,High,Low,Open,Close,Volume,Marketcap``: header names are normalized, a
+BOM, extra columns and quoted fields are handled, and a bad line is quarantined with its reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from kasparro.db.models import EtlCheckpoint
+from kasparro.db.runs import QuarantinedRecord
+from kasparro.exceptions import RecordValidationError
+from kasparro.ingestion.base import BaseIngestion, FetchedBatch
+from kasparro.ingestion.sample import write_sample_csv
+from kasparro.observability.logging import get_logger
+from kasparro.schemas.common import as_utc
+from kasparro.schemas.csv import COLUMN_ALIASES, CsvRow, is_blank
+from kasparro.schemas.unified import UnifiedRecord, normalize_name
+
+log = get_logger(__name__)
+MAX_LINE_BYTES = 1 << 20
+csv.field_size_limit(MAX_LINE_BYTES)
+_HEAD_BYTES = 4096
+_REQUIRED = {name for name, info in CsvRow.model_fields.items() if info.is_required()}
+_OPTIONAL = set(CsvRow.model_fields) - _REQUIRED
+_HEADER_CLEAN = re.compile(r"[\s\-]+")
+
+
+def normalize_header(name: str) -> str:
+    cleaned = _HEADER_CLEAN.sub("_", name.replace("\ufeff", "").strip().lower()).strip("_")
+    return COLUMN_ALIASES.get(cleaned, cleaned)
+
+
+def file_identity(path: Path) -> dict[str, Any]:
+    stat = path.stat()
+    with path.open("rb") as handle:
+        head = handle.read(_HEAD_BYTES)
+    return {
+        "device": stat.st_dev,
+        "inode": stat.st_ino,
+        "size": stat.st_size,
+        "head": hashlib.blake2b(head, digest_size=8).hexdigest(),
+        "head_len": len(head),
+    }
+
+
+def _same_file(state: dict[str, Any], path: Path) -> bool:
+    """The checkpointed file is still there and was only appended to, not rewritten."""
+    current = file_identity(path)
+    if (current["device"], current["inode"]) != (state.get("device"), state.get("inode")):
+        return False
+    if current["size"] < int(state.get("offset", 0)):
+        return False
+    if state.get("head_len", 0) > current["head_len"]:
+        return False
+    with path.open("rb") as handle:
+        head = handle.read(int(state.get("head_len", 0)))
+    return hashlib.blake2b(head, digest_size=8).hexdigest() == state.get("head")
+
+
+class _LineReader:
+    """Reads raw lines from a binary file, tracking the byte offset after each one."""
+
+    def __init__(self, handle: IO[bytes], offset: int) -> None:
+        self.handle = handle
+        self.offset = offset
+        self.too_long = False
+        self.bad_encoding = False
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            raw = self.handle.readline(MAX_LINE_BYTES)
+            if not raw:
+                return
+            self.too_long = len(raw) >= MAX_LINE_BYTES and not raw.endswith(b"\n")
+            if self.too_long:
+                while True:  # skip the rest of the overlong line without holding it in memory
+                    rest = self.handle.readline(MAX_LINE_BYTES)
+                    raw_len = len(rest)
+                    self.offset += raw_len
+                    if not rest or rest.endswith(b"\n"):
+                        break
+            self.offset += len(raw)
+            try:
+                text = raw.decode("utf-8")
+                self.bad_encoding = False
+            except UnicodeDecodeError:
+                text = raw.decode("utf-8", errors="replace")
+                self.bad_encoding = True
+            yield "" if self.too_long else text
+
+
+class CsvIngestion(BaseIngestion):
+    name = "csv"
+    model = CsvRow
+    skip_not_newer = False
+    drift_ignores_types = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.path = Path(self.settings.csv_path)
+        self._observed_default = datetime.now(UTC)
+
+    def normalize(self, payload: Any) -> Any:
+        if not isinstance(payload, dict):
+            return payload
+        data: dict[str, Any] = {}
+        for header, cell in payload.items():
+            name = normalize_header(header)
+            data[name] = None if is_blank(cell) else cell
+        for name in _OPTIONAL:
+            data.setdefault(name, None)
+        return data
+
+    def record_id(self, payload: Any) -> str | None:
+        if isinstance(payload, dict):
+            for header, cell in payload.items():
+                if normalize_header(header) == "symbol" and cell:
+                    return str(cell)[:255]
+        return None
+
+    def to_unified(self, item: CsvRow) -> UnifiedRecord:
+        coin_id = item.coin_id or f"{item.symbol.lower()}-{normalize_name(item.name)}"
+        if not coin_id.strip("-"):
+            raise RecordValidationError("cannot derive an id from symbol and name")
+        return UnifiedRecord(
+            coin_id=coin_id,
+            symbol=item.symbol.upper(),
+            name=item.name,
+            rank=int(item.rank) if item.rank is not None else None,
+            price_usd=item.price_usd,
+            market_cap_usd=item.market_cap_usd or None,  # the history layout writes 0 for unknown
+            volume_24h_usd=item.volume_24h_usd,
+            circulating_supply=item.circulating_supply,
+            total_supply=item.total_supply,
+            max_supply=item.max_supply,
+            percent_change_24h=item.percent_change_24h,
+            source_updated_at=as_utc(item.last_updated) or self._observed_default,
+            open_usd=item.open_usd,
+            high_usd=item.high_usd,
+            low_usd=item.low_usd,
+        )
+
+    def fetch(self, checkpoint: EtlCheckpoint | None) -> Iterator[FetchedBatch]:
+        if not self.path.exists():
+            write_sample_csv(self.path)
+            log.warning(
+                "CSV file not found; wrote a labelled sample file", extra={"path": str(self.path)}
+            )
+        identity = file_identity(self.path)
+        self._observed_default = datetime.fromtimestamp(os.stat(self.path).st_mtime, UTC).replace(
+            microsecond=0
+        )
+        state: dict[str, Any] = (
+            dict(checkpoint.state) if checkpoint and isinstance(checkpoint.state, dict) else {}
+        )
+        start = int(state.get("offset", 0))
+        if state and not _same_file(state, self.path):
+            log.warning(
+                "CSV file was replaced or rewritten; reprocessing it from the start",
+                extra={"path": str(self.path)},
+            )
+            start = 0
+        with self.path.open("rb") as handle:
+            header, header_end = self._read_header(handle)
+            if header is None:
+                return
+            handle.seek(max(start, header_end))
+            yield from self._batches(handle, header, max(start, header_end), identity)
+
+    def _read_header(self, handle: IO[bytes]) -> tuple[list[str] | None, int]:
+        offset = 0
+        while True:
+            raw = handle.readline(MAX_LINE_BYTES)
+            if not raw:
+                return None, offset
+            offset += len(raw)
+            text = raw.decode("utf-8-sig", errors="replace").strip()
+            if text and not text.startswith("#"):
+                return next(csv.reader([text])), offset
+
+    def _batches(
+        self, handle: IO[bytes], header: list[str], offset: int, identity: dict[str, Any]
+    ) -> Iterator[FetchedBatch]:
+        lines = _LineReader(handle, offset)
+        batch: list[Any] = []
+        bad: list[QuarantinedRecord] = []
+        reader = csv.reader(lines)
+        while True:
+            try:
+                row = next(reader)
+                problem = None
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                row, problem = [], f"unparseable CSV: {exc}"
+            if problem:
+                pass
+            elif lines.too_long:
+                problem = f"line longer than {MAX_LINE_BYTES} bytes"
+            elif lines.bad_encoding:
+                problem = "line is not valid UTF-8"
+            elif (
+                not row or (len(row) == 1 and not row[0].strip()) or row[0].lstrip().startswith("#")
+            ):
+                continue
+            elif len(row) != len(header):
+                problem = f"expected {len(header)} fields, got {len(row)}"
+            if problem:
+                bad.append(
+                    QuarantinedRecord(
+                        None,
+                        {"offset": lines.offset, "cells": [c[:200] for c in row[:50]]},
+                        problem,
+                    )
+                )
+            else:
+                batch.append(dict(zip(header, row, strict=True)))
+            if len(batch) + len(bad) >= self.settings.batch_size:
+                yield FetchedBatch(batch, self._state(identity, lines.offset), bad)
+                batch, bad = [], []
+        if batch or bad:
+            yield FetchedBatch(batch, self._state(identity, lines.offset), bad)
+
+    def _state(self, identity: dict[str, Any], offset: int) -> dict[str, Any]:
+        return {
+            **identity,
+            "path": str(self.path),
+            "offset": offset,
+            "last_value": f"{self.path.name}@{offset}",
+        }

@@ -1,0 +1,175 @@
+"""Identity resolution: one canonical asset per real-world coin, across sources.
+
+Order of evidence: the ``(source, coin_id)`` mapping already stored; then symbol plus normalized
+name. A symbol alone never merges two coins. When a source lists two coins with the same symbol
+and name, the second gets an asset of its own, flagged for review: a missed merge can be fixed
+later, a wrong one corrupts both coins' data.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine, select
+
+from kasparro.db.models import Asset, AssetSource, utcnow
+from kasparro.db.repository import _insert, chunks
+from kasparro.schemas.unified import match_key
+
+_PROCESS_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Identity:
+    coin_id: str
+    symbol: str
+    name: str
+
+
+class IdentityResolver:
+    """Maps one source's coin ids to asset ids, creating assets and mappings as needed."""
+
+    def __init__(self, engine: Engine, source: str) -> None:
+        self.engine = engine
+        self.source = source
+        self.cache: dict[str, int] = {}
+        self.created = 0
+        self.flagged = 0
+
+    def preload(self, conn: Connection) -> None:
+        rows = conn.execute(
+            select(AssetSource.coin_id, AssetSource.asset_id).where(
+                AssetSource.source == self.source
+            )
+        )
+        self.cache.update({coin_id: asset_id for coin_id, asset_id in rows})
+
+    def resolve(
+        self, identities: Sequence[Identity], *, conn: Connection | None = None
+    ) -> dict[str, int]:
+        """coin_id → asset_id for every identity given; new assets commit in their own transaction
+        unless a connection (with its transaction) is handed in."""
+        missing = {i.coin_id: i for i in identities if i.coin_id not in self.cache}
+        if missing:
+            with _PROCESS_LOCK:
+                if conn is not None:
+                    self._resolve_missing(conn, list(missing.values()))
+                else:
+                    with self.engine.begin() as own:
+                        self._resolve_missing(own, list(missing.values()))
+        return {i.coin_id: self.cache[i.coin_id] for i in identities}
+
+    def _resolve_missing(self, conn: Connection, identities: list[Identity]) -> None:
+        for part in chunks([i.coin_id for i in identities], 900):
+            rows = conn.execute(
+                select(AssetSource.coin_id, AssetSource.asset_id).where(
+                    AssetSource.source == self.source, AssetSource.coin_id.in_(part)
+                )
+            )
+            self.cache.update({coin_id: asset_id for coin_id, asset_id in rows})
+        pending = [i for i in identities if i.coin_id not in self.cache]
+        if not pending:
+            return
+        keys = {i.coin_id: match_key(i.symbol, i.name) for i in pending}
+        by_key = self._assets_by_key(conn, set(keys.values()))
+        taken = self._assets_mapped_here(conn, set(by_key.values()))
+        symbols = self._assets_by_symbol(conn, {_symbol(i.symbol) for i in pending})
+        links: dict[str, str] = {}  # coin_id -> match_key of the asset it maps to
+        new_assets: dict[str, dict[str, object]] = {}
+        for identity in pending:
+            key = keys[identity.coin_id]
+            asset_id = by_key.get(key)
+            if asset_id is not None and asset_id not in taken:
+                taken.add(asset_id)
+            elif asset_id is not None or key in new_assets:
+                other = asset_id if asset_id is not None else "created in this batch"
+                reason: str | None = f"ambiguous: {self.source} lists another coin with the same symbol and name ({other})"
+                key = f"{key}#{self.source}:{identity.coin_id}"
+                new_assets[key] = self._asset_row(identity, key, reason)
+            else:
+                same_symbol = symbols.get(_symbol(identity.symbol), [])
+                reason = (
+                    f"symbol shared with asset(s) {sorted(same_symbol)[:5]} whose names differ; not merged"
+                    if same_symbol
+                    else None
+                )
+                new_assets[key] = self._asset_row(identity, key, reason)
+            links[identity.coin_id] = key
+        if new_assets:
+            stmt = _insert(conn, Asset.__table__).on_conflict_do_nothing(
+                index_elements=["match_key"]
+            )
+            conn.execute(stmt, list(new_assets.values()))
+            self.created += len(new_assets)
+            self.flagged += sum(1 for row in new_assets.values() if row["flagged"])
+            by_key.update(self._assets_by_key(conn, set(new_assets)))
+        now = utcnow()
+        stmt = _insert(conn, AssetSource.__table__).on_conflict_do_nothing(
+            index_elements=["source", "coin_id"]
+        )
+        conn.execute(
+            stmt,
+            [
+                {"asset_id": by_key[links[i.coin_id]], "source": self.source, "coin_id": i.coin_id,
+                 "symbol": _symbol(i.symbol), "name": i.name.strip(), "created_at": now}
+                for i in pending
+            ],
+        )  # fmt: skip
+        for part in chunks([i.coin_id for i in pending], 900):
+            rows = conn.execute(
+                select(AssetSource.coin_id, AssetSource.asset_id).where(
+                    AssetSource.source == self.source, AssetSource.coin_id.in_(part)
+                )
+            )
+            self.cache.update({coin_id: asset_id for coin_id, asset_id in rows})
+
+    @staticmethod
+    def _asset_row(identity: Identity, key: str, flag_reason: str | None) -> dict[str, object]:
+        return {
+            "symbol": _symbol(identity.symbol),
+            "name": identity.name.strip(),
+            "match_key": key,
+            "flagged": flag_reason is not None,
+            "flag_reason": flag_reason,
+            "created_at": utcnow(),
+        }
+
+    def _assets_by_key(self, conn: Connection, keys: set[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for part in chunks(sorted(keys), 900):
+            found.update(
+                {
+                    k: a
+                    for k, a in conn.execute(
+                        select(Asset.match_key, Asset.id).where(Asset.match_key.in_(part))
+                    )
+                }
+            )
+        return found
+
+    def _assets_mapped_here(self, conn: Connection, asset_ids: set[int]) -> set[int]:
+        taken: set[int] = set()
+        for part in chunks(sorted(asset_ids), 900):
+            taken.update(
+                conn.execute(
+                    select(AssetSource.asset_id).where(
+                        AssetSource.source == self.source, AssetSource.asset_id.in_(part)
+                    )
+                ).scalars()
+            )
+        return taken
+
+    def _assets_by_symbol(self, conn: Connection, symbols: set[str]) -> dict[str, list[int]]:
+        found: dict[str, list[int]] = {}
+        for part in chunks(sorted(symbols), 900):
+            for symbol, asset_id in conn.execute(
+                select(Asset.symbol, Asset.id).where(Asset.symbol.in_(part))
+            ):
+                found.setdefault(symbol, []).append(asset_id)
+        return found
+
+
+def _symbol(symbol: str) -> str:
+    return symbol.strip().upper()

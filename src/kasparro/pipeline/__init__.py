@@ -1,0 +1,1 @@
+"""Running the pipeline: all sources in one pass, the scheduler, backups."""

@@ -1,0 +1,147 @@
+"""One ETL pass: every enabled source, each isolated from the others, each with its own run."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from kasparro.config import Settings
+from kasparro.db.models import EtlRun, utcnow
+from kasparro.db.runs import RunCounts, mark_stale_runs_interrupted
+from kasparro.ingestion.base import RunResult
+from kasparro.ingestion.registry import SOURCES
+from kasparro.observability.logging import get_logger, log_context
+from kasparro.pipeline.breaker import CircuitBreaker
+from kasparro.pipeline.locks import source_lock
+
+__all__ = ["RunResult", "mark_stale_runs_interrupted", "replay_sources", "run_pass", "run_source"]
+
+log = get_logger(__name__)
+Progress = Callable[[str, RunCounts], None]
+
+
+def _already_ran(engine: Engine, source: str, due_at: datetime) -> bool:
+    """Another replica already started this scheduled pass of ``source``."""
+    with engine.connect() as conn:
+        found = conn.execute(
+            select(EtlRun.id)
+            .where(
+                EtlRun.source == source, EtlRun.started_at >= due_at, EtlRun.trigger == "schedule"
+            )
+            .limit(1)
+        ).first()
+    return found is not None
+
+
+def run_source(
+    settings: Settings,
+    engine: Engine,
+    source: str,
+    *,
+    trigger: str = "manual",
+    stop: threading.Event | None = None,
+    due_at: datetime | None = None,
+    progress: Progress | None = None,
+    breaker: CircuitBreaker | None = None,
+    **source_kwargs: Any,
+) -> RunResult:
+    """Run one source under its lock and circuit breaker; never raises for a source failure."""
+    with log_context(source=source):
+        try:
+            if breaker is not None and not breaker.allow(source, utcnow()):
+                log.warning("circuit open; source skipped until its cool-down ends")
+                return RunResult(None, source, "skipped", error="circuit breaker open")
+            with source_lock(engine, source) as acquired:
+                if not acquired:
+                    log.info("source already running elsewhere; skipped")
+                    return RunResult(
+                        None, source, "skipped", error="another run of this source holds the lock"
+                    )
+                if due_at is not None and _already_ran(engine, source, due_at):
+                    log.info("this scheduled pass already ran on another replica; skipped")
+                    return RunResult(
+                        None, source, "skipped", error="pass already run by another replica"
+                    )
+                ingestion = SOURCES[source](
+                    settings, engine, stop=stop, progress=progress, **source_kwargs
+                )
+                result = ingestion.run(trigger=trigger)
+            if breaker is not None and result.status != "interrupted":
+                breaker.record(
+                    source, success=result.status in ("success", "partial"), now=utcnow()
+                )
+            return result
+        except SQLAlchemyError as exc:
+            message = f"database error: {str(exc).splitlines()[0][:500]}"
+            log.error("source could not run", extra={"error": message})
+            return RunResult(None, source, "failed", error=message)
+
+
+def run_pass(
+    settings: Settings,
+    engine: Engine,
+    *,
+    sources: Sequence[str] | None = None,
+    trigger: str = "manual",
+    stop: threading.Event | None = None,
+    due_at: datetime | None = None,
+    progress: Progress | None = None,
+) -> list[RunResult]:
+    """Run every enabled source (concurrently unless ``settings.sequential``); one failing source
+    never stops another. Results come back in the order the sources were given."""
+    names = list(sources or settings.sources)
+    unknown = [n for n in names if n not in SOURCES]
+    if unknown:
+        raise ValueError(f"unknown source(s): {unknown}")
+    try:
+        mark_stale_runs_interrupted(engine)
+    except SQLAlchemyError as exc:
+        log.error("could not check for interrupted runs", extra={"error": str(exc).splitlines()[0]})
+    breaker = CircuitBreaker(
+        engine, threshold=settings.breaker_failure_threshold, cooldown=settings.breaker_cooldown
+    )
+
+    def one(name: str) -> RunResult:
+        return run_source(
+            settings,
+            engine,
+            name,
+            trigger=trigger,
+            stop=stop,
+            due_at=due_at,
+            progress=progress,
+            breaker=breaker,
+        )
+
+    if settings.sequential or len(names) == 1:
+        return [one(name) for name in names]
+    with ThreadPoolExecutor(max_workers=len(names), thread_name_prefix="kasparro-source") as pool:
+        return list(pool.map(one, names))
+
+
+def replay_sources(
+    settings: Settings, engine: Engine, *, sources: Sequence[str] | None = None
+) -> list[RunResult]:
+    """Rebuild unified rows and history from stored raw payloads, one source at a time, offline."""
+    results = []
+    for name in sources or settings.sources:
+        with source_lock(engine, name) as acquired:
+            if not acquired:
+                results.append(
+                    RunResult(
+                        None, name, "skipped", error="another run of this source holds the lock"
+                    )
+                )
+                continue
+            ingestion = SOURCES[name](settings, engine)
+            try:
+                results.append(ingestion.replay())
+            finally:
+                ingestion.close()
+    return results
