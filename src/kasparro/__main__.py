@@ -1,0 +1,5 @@
+"""``python -m kasparro``: the same as the ``kasparro`` command."""
+
+from kasparro.cli import main
+
+main()
