@@ -103,7 +103,8 @@ def test_transport_faults_stay_in_their_source(
             stored = conn.execute(
                 sa.text("SELECT status, error FROM etl_run WHERE id = :i"), {"i": mine.run_id}
             ).one()
-        assert stored.status == "failed" and stored.error == mine.error
+        assert stored.status == "failed"
+        assert stored.error == mine.error
     assert results[OTHER[source]].status == "success"
     assert results["csv"].status == "success"
 

@@ -104,8 +104,10 @@ def test_second_pass_with_unchanged_data_writes_nothing(settings: Settings, engi
 
     results = _by_source(run_pass(settings, engine))
 
-    assert results["coinpaprika"].unchanged == 20 and results["coinpaprika"].loaded == 0
-    assert results["coingecko"].unchanged == 20 and results["coingecko"].loaded == 0
+    assert results["coinpaprika"].unchanged == 20
+    assert results["coinpaprika"].loaded == 0
+    assert results["coingecko"].unchanged == 20
+    assert results["coingecko"].loaded == 0
     assert results["csv"].fetched == 0  # the checkpoint says the file was fully read
     after = {t: count_rows(engine, t) for t in before}
     assert after == before
@@ -122,7 +124,8 @@ def test_changed_price_updates_unified_and_adds_one_history_point(
 
     results = _by_source(run_pass(settings, engine, sources=["coingecko", "coinpaprika"]))
 
-    assert results["coingecko"].loaded == 1 and results["coingecko"].unchanged == 19
+    assert results["coingecko"].loaded == 1
+    assert results["coingecko"].unchanged == 19
     assert results["coinpaprika"].loaded == 1
     price = _scalar(engine, "SELECT price_usd FROM unified_crypto WHERE coin_id = 'bitcoin'")
     assert price == pytest.approx(moved_bitcoin[0].price, rel=1e-9)
@@ -145,7 +148,8 @@ def test_checkpoint_tracks_newest_update_and_stays_put_on_empty_run(
     upstream.gecko_rows = []
     results = run_pass(settings, engine, sources=["coingecko"])
 
-    assert results[0].status == "success" and results[0].fetched == 0
+    assert results[0].status == "success"
+    assert results[0].fetched == 0
     assert (
         _scalar(engine, "SELECT last_value FROM etl_checkpoint WHERE source = 'coingecko'") == first
     )

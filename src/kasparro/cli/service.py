@@ -2,8 +2,142 @@
 
 from __future__ import annotations
 
+import sys
+import threading
+from typing import TYPE_CHECKING, Annotated
+
 import typer
+
+from kasparro.cli.common import boot, fail, open_database
+from kasparro.config import Settings, load_settings
+from kasparro.observability.logging import configure_logging, get_logger
+
+if TYPE_CHECKING:
+    import uvicorn
+    from fastapi import FastAPI
+
+log = get_logger(__name__)
+APP_FACTORY = "kasparro.cli.service:app_from_env"
+
+HostOption = Annotated[
+    str | None, typer.Option("--host", help="Interface to bind (default: KASPARRO_HOST).")
+]
+PortOption = Annotated[
+    int | None, typer.Option("--port", help="Port to bind (default: KASPARRO_PORT).")
+]
+
+
+def _boot_service() -> Settings:
+    """Settings plus logging on stdout, where a service's container runtime collects it."""
+    settings = boot(log=False)
+    _configure_logging(settings)
+    return settings
+
+
+def _configure_logging(settings: Settings) -> None:
+    configure_logging(
+        fmt=settings.log_format,
+        level=settings.log_level,
+        secrets=settings.secret_values(),
+        stream=sys.stdout,
+    )
+
+
+def app_from_env() -> FastAPI:
+    """Zero-argument app factory for uvicorn worker processes: settings from the environment."""
+    from kasparro.api import create_app
+
+    settings = load_settings()
+    _configure_logging(settings)
+    return create_app(settings)
+
+
+def _server(app: FastAPI, settings: Settings, host: str | None, port: int | None) -> uvicorn.Server:
+    import uvicorn
+
+    config = uvicorn.Config(
+        app,
+        host=host or settings.host,
+        port=port or settings.port,
+        log_config=None,  # keep the JSON logging configured at the entry point
+        access_log=False,  # requests are logged by the API's own middleware
+        lifespan="on",
+    )
+    return uvicorn.Server(config)
+
+
+def serve(host: HostOption = None, port: PortOption = None) -> None:
+    """The API and the scheduler in one process: the first ETL pass starts at once, in the background."""
+    from kasparro.api import create_app
+    from kasparro.pipeline.scheduler import Scheduler, install_signal_handlers
+
+    settings = _boot_service()
+    engine = open_database(settings)
+    stop = threading.Event()
+    server = _server(create_app(settings), settings, host, port)
+    # uvicorn handles SIGTERM/SIGINT while serving and re-raises them when it is done; these
+    # handlers receive them then and stop the scheduler after its batch in flight
+    install_signal_handlers(stop)
+    thread = Scheduler(settings, engine, stop=stop).start_in_thread()
+    try:
+        server.run()
+    finally:
+        stop.set()
+        log.info("waiting for the scheduler to finish its batch in flight")
+        thread.join()
+        engine.dispose()
+    if not server.started:
+        fail("the API server could not start (is the port in use?)", 1)
+    log.info("kasparro serve stopped cleanly")
+
+
+def api(
+    host: HostOption = None,
+    port: PortOption = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes.")] = 1,
+) -> None:
+    """The API alone (no scheduler), for running several replicas behind a load balancer."""
+    from kasparro.api import create_app
+    from kasparro.pipeline.scheduler import install_signal_handlers
+
+    settings = _boot_service()
+    open_database(settings).dispose()  # bring the schema to head before serving
+    if workers > 1:
+        import uvicorn
+
+        uvicorn.run(
+            APP_FACTORY,
+            factory=True,
+            host=host or settings.host,
+            port=port or settings.port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+        )
+        return
+    server = _server(create_app(settings), settings, host, port)
+    install_signal_handlers(threading.Event())  # receives uvicorn's re-raised signal: exit 0
+    server.run()
+    if not server.started:
+        fail("the API server could not start (is the port in use?)", 1)
+
+
+def scheduler() -> None:
+    """The scheduler alone: a pass at start, then on KASPARRO_SCHEDULE, until SIGTERM/SIGINT."""
+    from kasparro.pipeline.scheduler import Scheduler, install_signal_handlers
+
+    settings = _boot_service()
+    engine = open_database(settings)
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    try:
+        Scheduler(settings, engine, stop=stop).run_forever()
+    finally:
+        engine.dispose()
 
 
 def register(app: typer.Typer) -> None:
     """Attach the service commands to the main app."""
+    app.command("serve")(serve)
+    app.command("api")(api)
+    app.command("scheduler")(scheduler)

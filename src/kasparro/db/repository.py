@@ -28,7 +28,7 @@ def chunks(rows: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
 
 
 def insert_ignoring_conflicts(
-    *, conn: Connection, table: Table, rows: Sequence[dict[str, Any]], conflict: Sequence[str]
+    *, conn: Connection, table: Any, rows: Sequence[dict[str, Any]], conflict: Sequence[str]
 ) -> None:
     """Insert rows, silently skipping those whose ``conflict`` key already exists."""
     if rows:

@@ -125,7 +125,7 @@ class BaseIngestion(ABC):
             return str(value)[:255] if value is not None else None
         return None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook; most sources hold nothing to release
         """Release clients; called once after the run."""
 
     # the loop -------------------------------------------------------------------------------
@@ -179,12 +179,12 @@ class BaseIngestion(ABC):
         return result
 
     def _finish(self, status: str, error: str | None, duration: float) -> RunResult:
-        assert self.run_id is not None
+        run_id = self.run_id or 0
         for attempt in range(3):
             try:
                 runs.finish_run(
                     self.engine,
-                    run_id=self.run_id,
+                    run_id=run_id,
                     status=status,
                     error=error,
                     requests=self.requests,

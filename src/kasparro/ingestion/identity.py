@@ -44,7 +44,7 @@ class IdentityResolver:
                 AssetSource.source == self.source
             )
         )
-        self.cache.update({coin_id: asset_id for coin_id, asset_id in rows})
+        self.cache.update(dict(rows))
 
     def resolve(
         self, identities: Sequence[Identity], *, conn: Connection | None = None
@@ -68,7 +68,7 @@ class IdentityResolver:
                     AssetSource.source == self.source, AssetSource.coin_id.in_(part)
                 )
             )
-            self.cache.update({coin_id: asset_id for coin_id, asset_id in rows})
+            self.cache.update(dict(rows))
         pending = [i for i in identities if i.coin_id not in self.cache]
         if not pending:
             return
@@ -85,7 +85,9 @@ class IdentityResolver:
                 taken.add(asset_id)
             elif asset_id is not None or key in new_assets:
                 other = asset_id if asset_id is not None else "created in this batch"
-                reason: str | None = f"ambiguous: {self.source} lists another coin with the same symbol and name ({other})"
+                reason: str | None = (
+                    f"ambiguous: {self.source} lists another coin with the same symbol and name ({other})"
+                )
                 key = f"{key}#{self.source}:{identity.coin_id}"
                 new_assets[key] = self._asset_row(identity, key, reason)
             else:
@@ -123,7 +125,7 @@ class IdentityResolver:
                     AssetSource.source == self.source, AssetSource.coin_id.in_(part)
                 )
             )
-            self.cache.update({coin_id: asset_id for coin_id, asset_id in rows})
+            self.cache.update(dict(rows))
 
     @staticmethod
     def _asset_row(identity: Identity, key: str, flag_reason: str | None) -> dict[str, object]:
@@ -140,12 +142,9 @@ class IdentityResolver:
         found: dict[str, int] = {}
         for part in chunks(sorted(keys), 900):
             found.update(
-                {
-                    k: a
-                    for k, a in conn.execute(
-                        select(Asset.match_key, Asset.id).where(Asset.match_key.in_(part))
-                    )
-                }
+                dict(
+                    conn.execute(select(Asset.match_key, Asset.id).where(Asset.match_key.in_(part)))
+                )
             )
         return found
 
