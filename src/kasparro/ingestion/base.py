@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from kasparro.config import Settings
 from kasparro.db import repository as repo
 from kasparro.db import runs
+from kasparro.db.bulk import BulkWriter
 from kasparro.db.models import RAW_MODELS, EtlCheckpoint, PriceHistory, UnifiedCrypto, utcnow
 from kasparro.exceptions import RecordValidationError, SourceError
 from kasparro.ingestion.drift import DriftDetector, DriftEvent, expected_schema
@@ -57,15 +58,15 @@ class RunResult:
 
 @dataclass
 class _Prepared:
-    payload: Any
+    blob: str
     digest: str
     record: UnifiedRecord
 
 
-def payload_hash(payload: Any) -> str:
-    return hashlib.blake2b(
-        orjson.dumps(payload, option=orjson.OPT_SORT_KEYS), digest_size=16
-    ).hexdigest()
+def serialize(payload: Any) -> tuple[str, str]:
+    """The payload as canonical JSON text (sorted keys) and its hash: equal payloads, equal hashes."""
+    blob = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    return blob.decode(), hashlib.blake2b(blob, digest_size=16).hexdigest()
 
 
 class BaseIngestion(ABC):
@@ -237,7 +238,7 @@ class BaseIngestion(ABC):
                     runs.QuarantinedRecord(self.record_id(payload), payload, str(exc))
                 )
                 continue
-            digest = payload_hash(payload)
+            blob, digest = serialize(payload)
             stored_hash, stored_updated = self._stored.get(record.coin_id, (None, None))
             key = (
                 f"{record.coin_id}@{record.source_updated_at}"
@@ -257,28 +258,13 @@ class BaseIngestion(ABC):
                 unchanged += 1
                 continue
             self._seen_this_run.add(key)
-            prepared.append(_Prepared(payload, digest, record))
+            prepared.append(_Prepared(blob, digest, record))
         return prepared, quarantined, drift, unchanged
 
     def _store_batch(self, batch: FetchedBatch) -> None:
+        """Validate in memory, then store everything the batch implies in one transaction:
+        identities, raw payloads, unified rows, history, quarantine, drift, checkpoint, counters."""
         prepared, quarantined, drift, unchanged = self._prepare(batch)
-        with self.engine.connect() as conn:
-            known = repo.existing_hashes(
-                conn=conn, table=self.raw_table, hashes=[p.digest for p in prepared]
-            )
-        if known:
-            unchanged += sum(1 for p in prepared if p.digest in known)
-            prepared = [p for p in prepared if p.digest not in known]
-        assets = self._identity.resolve(
-            [Identity(p.record.coin_id, p.record.symbol, p.record.name) for p in prepared]
-        )
-        counts = runs.RunCounts(
-            fetched=len(batch.records) + len(batch.quarantined),
-            loaded=len(prepared),
-            unchanged=unchanged,
-            quarantined=len(quarantined),
-            drift_events=len(drift),
-        )
         for event in drift:
             log.warning(
                 "schema drift detected",
@@ -289,7 +275,42 @@ class BaseIngestion(ABC):
                     "observed": event.observed,
                 },
             )
+        try:
+            counts, prepared = self._commit_batch(batch, prepared, quarantined, drift, unchanged)
+        finally:
+            self._identity.discard()
+        self.counts.add(counts)
+        for p in prepared:
+            self._stored[p.record.coin_id] = (p.digest, p.record.source_updated_at)
+        if self.progress is not None:
+            self.progress(self.name, self.counts)
+
+    def _commit_batch(
+        self,
+        batch: FetchedBatch,
+        prepared: list[_Prepared],
+        quarantined: list[runs.QuarantinedRecord],
+        drift: list[DriftEvent],
+        unchanged: int,
+    ) -> tuple[runs.RunCounts, list[_Prepared]]:
         with self.engine.begin() as conn:
+            known = repo.existing_hashes(
+                conn=conn, table=self.raw_table, hashes=[p.digest for p in prepared]
+            )
+            if known:
+                unchanged += sum(1 for p in prepared if p.digest in known)
+                prepared = [p for p in prepared if p.digest not in known]
+            identities = [
+                Identity(p.record.coin_id, p.record.symbol, p.record.name) for p in prepared
+            ]
+            assets = self._identity.resolve(identities, conn=conn)
+            counts = runs.RunCounts(
+                fetched=len(batch.records) + len(batch.quarantined),
+                loaded=len(prepared),
+                unchanged=unchanged,
+                quarantined=len(quarantined),
+                drift_events=len(drift),
+            )
             self._write(conn, prepared, assets, write_raw=True)
             runs.record_quarantine(
                 conn=conn, source=self.name, run_id=self.run_id, records=quarantined
@@ -299,11 +320,8 @@ class BaseIngestion(ABC):
             runs.add_batch_counts(conn=conn, run_id=self.run_id or 0, counts=counts)
             if prepared:
                 repo.bump_data_version(conn=conn)
-        self.counts.add(counts)
-        for p in prepared:
-            self._stored[p.record.coin_id] = (p.digest, p.record.source_updated_at)
-        if self.progress is not None:
-            self.progress(self.name, self.counts)
+        self._identity.commit()
+        return counts, prepared
 
     def _write(
         self,
@@ -313,57 +331,61 @@ class BaseIngestion(ABC):
         *,
         write_raw: bool,
     ) -> None:
+        """Raw payloads, the latest record per asset and every observation, as three batched statements."""
         if not prepared:
             return
-        now = utcnow()
+        bulk = BulkWriter(conn)
+        ts = bulk.timestamp
+        now = ts(utcnow())
+        run_id, source = self.run_id, self.name
         if write_raw:
-            raw_rows = [
-                {
-                    "run_id": self.run_id,
-                    "coin_id": p.record.coin_id,
-                    "payload": p.payload,
-                    "payload_hash": p.digest,
-                    "ingested_at": now,
-                }
-                for p in prepared
-            ]
+            raw_table = self.raw_table.name
+            raw_rows = [(run_id, p.record.coin_id, p.blob, p.digest, now) for p in prepared]
             for part in repo.chunks(raw_rows, self.settings.batch_size):
-                repo.insert_ignoring_conflicts(
-                    conn=conn, table=self.raw_table, rows=part, conflict=("payload_hash",)
-                )
-        latest: dict[int, dict[str, Any]] = {}
-        history: list[dict[str, Any]] = []
+                bulk.insert_raw(raw_table, part)
+        latest: dict[int, _Prepared] = {}
+        history = []
+        fetch_time = ts(self._fetch_time)
         for p in prepared:
             r = p.record
             asset_id = assets[r.coin_id]
-            row = {
-                "asset_id": asset_id, "source": self.name, "coin_id": r.coin_id, "symbol": r.symbol, "name": r.name,
-                "rank": r.rank, "price_usd": r.price_usd, "market_cap_usd": r.market_cap_usd, "volume_24h_usd": r.volume_24h_usd,
-                "circulating_supply": r.circulating_supply, "total_supply": r.total_supply, "max_supply": r.max_supply,
-                "percent_change_24h": r.percent_change_24h, "source_updated_at": r.source_updated_at, "ingested_at": now,
-                "run_id": self.run_id, "payload_hash": p.digest,
-            }  # fmt: skip
             previous = latest.get(asset_id)
             if previous is None or _newer_or_equal(
-                r.source_updated_at, previous["source_updated_at"]
+                r.source_updated_at, previous.record.source_updated_at
             ):
-                latest[asset_id] = row
+                latest[asset_id] = p
+            observed = ts(r.source_updated_at) if r.source_updated_at else fetch_time
             history.append(
-                {
-                    "asset_id": asset_id, "source": self.name, "observed_at": r.source_updated_at or self._fetch_time,
-                    "price_usd": r.price_usd, "market_cap_usd": r.market_cap_usd, "volume_24h_usd": r.volume_24h_usd,
-                    "open_usd": r.open_usd, "high_usd": r.high_usd, "low_usd": r.low_usd, "run_id": self.run_id,
-                }
-            )  # fmt: skip
+                (
+                    asset_id,
+                    source,
+                    observed,
+                    r.price_usd,
+                    r.market_cap_usd,
+                    r.volume_24h_usd,
+                    r.open_usd,
+                    r.high_usd,
+                    r.low_usd,
+                    run_id,
+                )
+            )
             if r.source_updated_at and (
                 self._max_updated is None or r.source_updated_at > self._max_updated
             ):
                 self._max_updated = r.source_updated_at
-        unified_rows = list(latest.values())
-        for part in repo.chunks(unified_rows, self.settings.batch_size):
-            repo.upsert_unified(conn=conn, rows=part)
+        unified = [
+            (
+                asset_id, source, r.coin_id, r.symbol, r.name, r.rank, r.price_usd, r.market_cap_usd, r.volume_24h_usd,
+                r.circulating_supply, r.total_supply, r.max_supply, r.percent_change_24h, ts(r.source_updated_at), now,
+                run_id, p.digest,
+            )
+            for asset_id, p in latest.items()
+            for r in (p.record,)
+        ]  # fmt: skip
+        for part in repo.chunks(unified, self.settings.batch_size):
+            bulk.upsert_unified(part)
         for part in repo.chunks(history, self.settings.batch_size):
-            repo.insert_history(conn=conn, rows=part)
+            bulk.insert_history(part)
 
     def _save_checkpoint(
         self, conn: Connection, batch: FetchedBatch, prepared: list[_Prepared]
@@ -409,6 +431,7 @@ class BaseIngestion(ABC):
                         self._replay_batch(conn, payloads)
                     repo.bump_data_version(conn=conn)
                     runs.add_batch_counts(conn=conn, run_id=self.run_id, counts=self.counts)
+                self._identity.commit()
                 status = "partial" if self.counts.quarantined else "success"
             except SQLAlchemyError as exc:
                 error = f"database error: {str(exc).splitlines()[0][:500]}"
@@ -440,7 +463,7 @@ class BaseIngestion(ABC):
             except (ValidationError, RecordValidationError):
                 self.counts.quarantined += 1
                 continue
-            prepared.append(_Prepared(payload, payload_hash(payload), record))
+            prepared.append(_Prepared(*serialize(payload), record))
         self.counts.loaded += len(prepared)
         assets = self._identity.resolve(
             [Identity(p.record.coin_id, p.record.symbol, p.record.name) for p in prepared],

@@ -53,18 +53,27 @@ def file_identity(path: Path) -> dict[str, Any]:
     }
 
 
+def tail_hash(path: Path, offset: int) -> str:
+    """Hash of the bytes just before ``offset``: a rewrite that keeps the head still changes these."""
+    with path.open("rb") as handle:
+        start = max(0, offset - _HEAD_BYTES)
+        handle.seek(start)
+        return hashlib.blake2b(handle.read(offset - start), digest_size=8).hexdigest()
+
+
 def _same_file(state: dict[str, Any], path: Path) -> bool:
     """The checkpointed file is still there and was only appended to, not rewritten."""
     current = file_identity(path)
+    offset = int(state.get("offset", 0))
     if (current["device"], current["inode"]) != (state.get("device"), state.get("inode")):
         return False
-    if current["size"] < int(state.get("offset", 0)):
-        return False
-    if state.get("head_len", 0) > current["head_len"]:
+    if current["size"] < offset or state.get("head_len", 0) > current["head_len"]:
         return False
     with path.open("rb") as handle:
         head = handle.read(int(state.get("head_len", 0)))
-    return hashlib.blake2b(head, digest_size=8).hexdigest() == state.get("head")
+    if hashlib.blake2b(head, digest_size=8).hexdigest() != state.get("head"):
+        return False
+    return state.get("tail") is None or tail_hash(path, offset) == state["tail"]
 
 
 class _LineReader:
@@ -81,8 +90,9 @@ class _LineReader:
             raw = self.handle.readline(MAX_LINE_BYTES)
             if not raw:
                 return
-            self.too_long = len(raw) >= MAX_LINE_BYTES and not raw.endswith(b"\n")
-            if self.too_long:
+            overlong = len(raw) >= MAX_LINE_BYTES and not raw.endswith(b"\n")
+            if overlong:
+                self.too_long = True
                 while True:  # skip the rest of the overlong line without holding it in memory
                     rest = self.handle.readline(MAX_LINE_BYTES)
                     raw_len = len(rest)
@@ -92,11 +102,15 @@ class _LineReader:
             self.offset += len(raw)
             try:
                 text = raw.decode("utf-8")
-                self.bad_encoding = False
             except UnicodeDecodeError:
                 text = raw.decode("utf-8", errors="replace")
                 self.bad_encoding = True
-            yield "" if self.too_long else text
+            yield "" if overlong else text
+
+    def reset(self) -> None:
+        """Clear the flags once a record (which may span several lines) has been judged."""
+        self.too_long = False
+        self.bad_encoding = False
 
 
 class CsvIngestion(BaseIngestion):
@@ -203,11 +217,13 @@ class CsvIngestion(BaseIngestion):
                 break
             except csv.Error as exc:
                 row, problem = [], f"unparseable CSV: {exc}"
+            too_long, bad_encoding = lines.too_long, lines.bad_encoding
+            lines.reset()
             if problem:
                 pass
-            elif lines.too_long:
+            elif too_long:
                 problem = f"line longer than {MAX_LINE_BYTES} bytes"
-            elif lines.bad_encoding:
+            elif bad_encoding:
                 problem = "line is not valid UTF-8"
             elif (
                 not row or (len(row) == 1 and not row[0].strip()) or row[0].lstrip().startswith("#")
@@ -236,5 +252,6 @@ class CsvIngestion(BaseIngestion):
             **identity,
             "path": str(self.path),
             "offset": offset,
+            "tail": tail_hash(self.path, offset),
             "last_value": f"{self.path.name}@{offset}",
         }

@@ -181,10 +181,8 @@ class DriftDetector:
 
 def _signature(payload: dict[str, Any]) -> tuple[Any, ...]:
     """Field names and value types, recursively for nested objects: equal signatures drift alike."""
-    parts: list[Any] = []
-    for key, value in payload.items():
-        if type(value) is dict:
-            parts.append((key, _signature(value)))
-        else:
-            parts.append((key, type(value)))
-    return tuple(parts)
+    types_ = tuple(map(type, payload.values()))
+    nested = (
+        tuple(_signature(v) for v in payload.values() if type(v) is dict) if dict in types_ else ()
+    )
+    return (tuple(payload), types_, nested)

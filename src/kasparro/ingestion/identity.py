@@ -8,17 +8,16 @@ later, a wrong one corrupts both coins' data.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
+from kasparro.db.bulk import BulkWriter
 from kasparro.db.models import Asset, AssetSource, utcnow
-from kasparro.db.repository import _insert, chunks
+from kasparro.db.repository import chunks
 from kasparro.schemas.unified import match_key
-
-_PROCESS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -35,6 +34,7 @@ class IdentityResolver:
         self.engine = engine
         self.source = source
         self.cache: dict[str, int] = {}
+        self._pending: dict[str, int] = {}
         self.created = 0
         self.flagged = 0
 
@@ -44,22 +44,31 @@ class IdentityResolver:
                 AssetSource.source == self.source
             )
         )
-        self.cache.update(dict(rows))
+        self.cache.update(dict(rows.all()))
 
-    def resolve(
-        self, identities: Sequence[Identity], *, conn: Connection | None = None
-    ) -> dict[str, int]:
-        """coin_id → asset_id for every identity given; new assets commit in their own transaction
-        unless a connection (with its transaction) is handed in."""
-        missing = {i.coin_id: i for i in identities if i.coin_id not in self.cache}
+    def resolve(self, identities: Sequence[Identity], *, conn: Connection) -> dict[str, int]:
+        """coin_id → asset_id for every identity, inside the caller's transaction.
+
+        Mappings made here stay pending until :meth:`commit` (call it after the transaction
+        commits), so a rolled-back batch never leaves ids of assets that do not exist in the cache.
+        """
+        missing = [
+            i
+            for i in {i.coin_id: i for i in identities}.values()
+            if i.coin_id not in self.cache and i.coin_id not in self._pending
+        ]
         if missing:
-            with _PROCESS_LOCK:
-                if conn is not None:
-                    self._resolve_missing(conn, list(missing.values()))
-                else:
-                    with self.engine.begin() as own:
-                        self._resolve_missing(own, list(missing.values()))
-        return {i.coin_id: self.cache[i.coin_id] for i in identities}
+            self._resolve_missing(conn, missing)
+        return {
+            i.coin_id: self.cache.get(i.coin_id) or self._pending[i.coin_id] for i in identities
+        }
+
+    def commit(self) -> None:
+        self.cache.update(self._pending)
+        self._pending.clear()
+
+    def discard(self) -> None:
+        self._pending.clear()
 
     def _resolve_missing(self, conn: Connection, identities: list[Identity]) -> None:
         for part in chunks([i.coin_id for i in identities], 900):
@@ -68,8 +77,8 @@ class IdentityResolver:
                     AssetSource.source == self.source, AssetSource.coin_id.in_(part)
                 )
             )
-            self.cache.update(dict(rows))
-        pending = [i for i in identities if i.coin_id not in self.cache]
+            self._pending.update(dict(rows.all()))
+        pending = [i for i in identities if i.coin_id not in self._pending]
         if not pending:
             return
         keys = {i.coin_id: match_key(i.symbol, i.name) for i in pending}
@@ -77,7 +86,7 @@ class IdentityResolver:
         taken = self._assets_mapped_here(conn, set(by_key.values()))
         symbols = self._assets_by_symbol(conn, {_symbol(i.symbol) for i in pending})
         links: dict[str, str] = {}  # coin_id -> match_key of the asset it maps to
-        new_assets: dict[str, dict[str, object]] = {}
+        new_assets: dict[str, tuple[Any, ...]] = {}
         for identity in pending:
             key = keys[identity.coin_id]
             asset_id = by_key.get(key)
@@ -91,61 +100,56 @@ class IdentityResolver:
                 key = f"{key}#{self.source}:{identity.coin_id}"
                 new_assets[key] = self._asset_row(identity, key, reason)
             else:
-                same_symbol = symbols.get(_symbol(identity.symbol), [])
+                same_symbol: list[object] = symbols.setdefault(_symbol(identity.symbol), [])
                 reason = (
-                    f"symbol shared with asset(s) {sorted(same_symbol)[:5]} whose names differ; not merged"
+                    f"symbol shared with {', '.join(map(str, same_symbol[:5]))} whose names differ; not merged"
                     if same_symbol
                     else None
                 )
                 new_assets[key] = self._asset_row(identity, key, reason)
+                same_symbol.append(f"{self.source}:{identity.coin_id}")
             links[identity.coin_id] = key
+        bulk = BulkWriter(conn)
+        now = bulk.timestamp(utcnow())
         if new_assets:
-            stmt = _insert(conn, Asset.__table__).on_conflict_do_nothing(
-                index_elements=["match_key"]
-            )
-            conn.execute(stmt, list(new_assets.values()))
+            bulk.insert_assets([(*row, now) for row in new_assets.values()])
             self.created += len(new_assets)
-            self.flagged += sum(1 for row in new_assets.values() if row["flagged"])
+            self.flagged += sum(1 for row in new_assets.values() if row[3])
             by_key.update(self._assets_by_key(conn, set(new_assets)))
-        now = utcnow()
-        stmt = _insert(conn, AssetSource.__table__).on_conflict_do_nothing(
-            index_elements=["source", "coin_id"]
-        )
-        conn.execute(
-            stmt,
+        bulk.insert_asset_sources(
             [
-                {"asset_id": by_key[links[i.coin_id]], "source": self.source, "coin_id": i.coin_id,
-                 "symbol": _symbol(i.symbol), "name": i.name.strip(), "created_at": now}
-                for i in pending
-            ],
-        )  # fmt: skip
-        for part in chunks([i.coin_id for i in pending], 900):
-            rows = conn.execute(
-                select(AssetSource.coin_id, AssetSource.asset_id).where(
-                    AssetSource.source == self.source, AssetSource.coin_id.in_(part)
+                (
+                    by_key[links[i.coin_id]],
+                    self.source,
+                    i.coin_id,
+                    _symbol(i.symbol),
+                    i.name.strip(),
+                    now,
                 )
+                for i in pending
+            ]
+        )
+        for part in chunks([i.coin_id for i in pending], 900):
+            query = select(AssetSource.coin_id, AssetSource.asset_id).where(
+                AssetSource.source == self.source, AssetSource.coin_id.in_(part)
             )
-            self.cache.update(dict(rows))
+            self._pending.update(dict(conn.execute(query).all()))
 
     @staticmethod
-    def _asset_row(identity: Identity, key: str, flag_reason: str | None) -> dict[str, object]:
-        return {
-            "symbol": _symbol(identity.symbol),
-            "name": identity.name.strip(),
-            "match_key": key,
-            "flagged": flag_reason is not None,
-            "flag_reason": flag_reason,
-            "created_at": utcnow(),
-        }
+    def _asset_row(identity: Identity, key: str, flag_reason: str | None) -> tuple[Any, ...]:
+        return (
+            _symbol(identity.symbol),
+            identity.name.strip(),
+            key,
+            flag_reason is not None,
+            flag_reason,
+        )
 
     def _assets_by_key(self, conn: Connection, keys: set[str]) -> dict[str, int]:
         found: dict[str, int] = {}
         for part in chunks(sorted(keys), 900):
-            found.update(
-                dict(
-                    conn.execute(select(Asset.match_key, Asset.id).where(Asset.match_key.in_(part)))
-                )
-            )
+            query = select(Asset.match_key, Asset.id).where(Asset.match_key.in_(part))
+            found.update(dict(conn.execute(query).all()))
         return found
 
     def _assets_mapped_here(self, conn: Connection, asset_ids: set[int]) -> set[int]:
@@ -160,8 +164,8 @@ class IdentityResolver:
             )
         return taken
 
-    def _assets_by_symbol(self, conn: Connection, symbols: set[str]) -> dict[str, list[int]]:
-        found: dict[str, list[int]] = {}
+    def _assets_by_symbol(self, conn: Connection, symbols: set[str]) -> dict[str, list[object]]:
+        found: dict[str, list[object]] = {}
         for part in chunks(sorted(symbols), 900):
             for symbol, asset_id in conn.execute(
                 select(Asset.symbol, Asset.id).where(Asset.symbol.in_(part))

@@ -42,9 +42,9 @@ class GeckoMarket(BaseModel):
     max_supply: Number = Field(None, ge=0)
     ath: Number = None
     ath_change_percentage: Number = None
-    ath_date: datetime | None = None
+    ath_date: str | None = None
     atl: Number = None
     atl_change_percentage: Number = None
-    atl_date: datetime | None = None
+    atl_date: str | None = None
     roi: GeckoRoi | None = None
     last_updated: datetime | None = None

@@ -29,7 +29,7 @@ class PaprikaQuote(BaseModel):
     percent_change_30d: Number = None
     percent_change_1y: Number = None
     ath_price: Number = None
-    ath_date: datetime | None = None
+    ath_date: str | None = None
     percent_from_price_ath: Number = None
 
 
@@ -46,6 +46,6 @@ class PaprikaTicker(BaseModel):
     total_supply: SupplyOrZero = Field(None, ge=0)
     max_supply: SupplyOrZero = Field(None, ge=0)
     beta_value: Number = None
-    first_data_at: datetime | None = None
+    first_data_at: str | None = None
     last_updated: datetime | None = None
     quotes: dict[str, PaprikaQuote] = Field(default_factory=dict)

@@ -34,5 +34,6 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
-Number = Annotated[float | None, BeforeValidator(_finite_or_none)]
+# allow_inf_nan=False in SOURCE_MODEL_CONFIG already rejects NaN and infinities in the core validator.
+Number = float | None
 SupplyOrZero = Annotated[float | None, BeforeValidator(_zero_is_unknown)]
