@@ -21,7 +21,9 @@ from kasparro.ingestion.base import RunResult
 from kasparro.ingestion.registry import SOURCES
 
 app = typer.Typer(no_args_is_help=True)
-SourceOption = Annotated[list[str] | None, typer.Option("--source", "-s", help="Run only this source (repeatable).")]
+SourceOption = Annotated[
+    list[str] | None, typer.Option("--source", "-s", help="Run only this source (repeatable).")
+]
 
 
 def exit_code(results: list[RunResult]) -> int:
@@ -36,9 +38,28 @@ def exit_code(results: list[RunResult]) -> int:
 
 def summary_table(results: list[RunResult]) -> Table:
     table = Table(title="ETL summary")
-    for column in ("source", "run", "status", "fetched", "loaded", "unchanged", "quarantined", "drift", "duration", "error"):
-        table.add_column(column, justify="right" if column not in ("source", "status", "error") else "left")
-    colours = {"success": "green", "partial": "yellow", "failed": "red", "interrupted": "magenta", "skipped": "dim"}
+    for column in (
+        "source",
+        "run",
+        "status",
+        "fetched",
+        "loaded",
+        "unchanged",
+        "quarantined",
+        "drift",
+        "duration",
+        "error",
+    ):
+        table.add_column(
+            column, justify="right" if column not in ("source", "status", "error") else "left"
+        )
+    colours = {
+        "success": "green",
+        "partial": "yellow",
+        "failed": "red",
+        "interrupted": "magenta",
+        "skipped": "dim",
+    }
     for r in results:
         table.add_row(
             r.source, str(r.run_id or "-"), f"[{colours.get(r.status, 'white')}]{r.status}[/]", str(r.fetched), str(r.loaded),
@@ -50,7 +71,9 @@ def summary_table(results: list[RunResult]) -> Table:
 def _validate_sources(sources: list[str] | None) -> list[str] | None:
     unknown = [s for s in sources or [] if s not in SOURCES]
     if unknown:
-        raise typer.BadParameter(f"unknown source(s) {unknown}; choose from {sorted(SOURCES)}", param_hint="--source")
+        raise typer.BadParameter(
+            f"unknown source(s) {unknown}; choose from {sorted(SOURCES)}", param_hint="--source"
+        )
     return sources or None
 
 
@@ -74,7 +97,9 @@ def run(source: SourceOption = None) -> None:
     lock = threading.Lock()
 
     def render() -> Table:
-        table = Table("source", "fetched", "loaded", "unchanged", "quarantined", title="ETL progress")
+        table = Table(
+            "source", "fetched", "loaded", "unchanged", "quarantined", title="ETL progress"
+        )
         for name, c in progress.items():
             table.add_row(name, str(c.fetched), str(c.loaded), str(c.unchanged), str(c.quarantined))
         return table
@@ -86,7 +111,9 @@ def run(source: SourceOption = None) -> None:
                 progress[name] = RunCounts(**counts.as_dict())
                 live.update(render())
 
-        results = run_pass(settings, engine, sources=sources, trigger="manual", stop=stop, progress=on_progress)
+        results = run_pass(
+            settings, engine, sources=sources, trigger="manual", stop=stop, progress=on_progress
+        )
     Console().print(summary_table(results))
     raise typer.Exit(exit_code(results))
 
@@ -108,10 +135,21 @@ def sources() -> None:
     """List sources: enabled or not, last run, checkpoint."""
     settings = boot(log=False)
     engine = open_database(settings)
-    table = Table("source", "enabled", "last run", "status", "started", "loaded", "checkpoint", title="Sources")
+    table = Table(
+        "source",
+        "enabled",
+        "last run",
+        "status",
+        "started",
+        "loaded",
+        "checkpoint",
+        title="Sources",
+    )
     with Session(engine) as session:
         for name in SOURCES:
-            last = session.scalars(select(EtlRun).where(EtlRun.source == name).order_by(EtlRun.id.desc()).limit(1)).first()
+            last = session.scalars(
+                select(EtlRun).where(EtlRun.source == name).order_by(EtlRun.id.desc()).limit(1)
+            ).first()
             checkpoint = session.get(EtlCheckpoint, name)
             table.add_row(
                 name,

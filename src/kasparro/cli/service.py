@@ -116,7 +116,8 @@ def api(
         )
         return
     server = _server(create_app(settings), settings, host, port)
-    install_signal_handlers(threading.Event())  # receives uvicorn's re-raised signal: exit 0
+    # receives the signal uvicorn re-raises after its shutdown, so the process exits 0
+    install_signal_handlers(threading.Event(), action="API stopped")
     server.run()
     if not server.started:
         fail("the API server could not start (is the port in use?)", 1)
