@@ -1,4 +1,5 @@
-# The README's two commands are `make run` and `make test`; each builds .venv on first use.
+# The README's two commands are ./scripts/run and ./scripts/test (also `make run` / `make test`);
+# each builds .venv on first use.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,18 +8,15 @@ STAMP := $(VENV)/.installed
 .PHONY: run test lint bench reliability up down clean
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	bash -c 'source scripts/_venv.sh'
 
 ## run: start the service (API + scheduler) on SQLite at http://127.0.0.1:8000
-run: $(STAMP)
-	$(BIN)/kasparro serve
+run:
+	./scripts/run
 
 ## test: the whole test suite (SQLite and PostgreSQL)
-test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+test:
+	./scripts/test $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
