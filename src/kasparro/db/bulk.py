@@ -55,10 +55,9 @@ class BulkWriter:
         """Raw payloads (JSON text); one already stored with the same hash is skipped."""
         columns = ", ".join(RAW_COLUMNS)
         values = _placeholders(self.dialect, RAW_COLUMNS, ("payload",))
-        self._many(
-            f"INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT (payload_hash) DO NOTHING",
-            rows,
-        )  # noqa: S608
+        # table names come from the models (RAW_MODELS), never from input
+        sql = f"INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT (payload_hash) DO NOTHING"  # noqa: S608
+        self._many(sql, rows)
 
     def upsert_unified(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Latest record per (asset_id, source); an older observation never overwrites a newer one."""

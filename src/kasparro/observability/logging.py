@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
-_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
-    "kasparro_log_context", default={}
+_context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "kasparro_log_context", default=None
 )
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 _MASK = "***"
@@ -26,7 +26,7 @@ _MASK = "***"
 @contextlib.contextmanager
 def log_context(**fields: Any) -> Iterator[None]:
     """Bind fields (``run_id``, ``source``, ``request_id`` …) to every line logged inside."""
-    token = _context.set({**_context.get(), **fields})
+    token = _context.set({**(_context.get() or {}), **fields})
     try:
         yield
     finally:
@@ -34,7 +34,7 @@ def log_context(**fields: Any) -> Iterator[None]:
 
 
 def current_context() -> dict[str, Any]:
-    return dict(_context.get())
+    return dict(_context.get() or {})
 
 
 class _Scrubber:
@@ -64,7 +64,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "logger": record.name,
         }
-        entry.update(_context.get())
+        entry.update(_context.get() or {})
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):
                 entry[key] = value
@@ -81,7 +81,7 @@ class ConsoleFormatter(logging.Formatter):
         self.scrub = scrub
 
     def format(self, record: logging.LogRecord) -> str:
-        extras = {**_context.get()}
+        extras = {**(_context.get() or {})}
         extras.update(
             {
                 k: v

@@ -1,0 +1,89 @@
+"""The Alembic migrations are the only source of the schema: they match the models on both
+databases, go down and up again, and several processes may upgrade at once."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from kasparro.db.engine import alembic_config, current_revision, make_engine, upgrade_schema
+from kasparro.db.models import Base
+from tests.conftest import POSTGRES_ADMIN_URL
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database with no tables at all."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    request.getfixturevalue(
+        "postgres_url"
+    )  # skips or fails exactly like the other PostgreSQL tests
+    name = f"kasparro_mig_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield (
+            sa.engine.make_url(POSTGRES_ADMIN_URL)
+            .set(database=name)
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_migrations_produce_exactly_the_models(empty_url: str) -> None:
+    engine = make_engine(empty_url)
+    upgrade_schema(engine)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    engine.dispose()
+    assert diff == []
+
+
+def test_downgrade_to_base_and_upgrade_again(empty_url: str) -> None:
+    engine = make_engine(empty_url)
+    upgrade_schema(engine)
+    with engine.connect() as conn:
+        command.downgrade(alembic_config(conn), "base")
+        conn.commit()
+    assert "unified_crypto" not in sa.inspect(engine).get_table_names()
+    upgrade_schema(engine)
+    assert "unified_crypto" in sa.inspect(engine).get_table_names()
+    with engine.connect() as conn:
+        assert (
+            conn.execute(sa.text("SELECT version FROM data_version WHERE id = 1")).scalar_one() == 0
+        )
+    engine.dispose()
+
+
+def test_concurrent_upgrades_are_serialized(empty_url: str) -> None:
+    def upgrade() -> str | None:
+        engine = make_engine(empty_url)
+        try:
+            upgrade_schema(engine)
+            return current_revision(engine)
+        finally:
+            engine.dispose()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        revisions = list(pool.map(lambda _: upgrade(), range(4)))
+
+    assert len(set(revisions)) == 1
+    assert revisions[0] is not None
+    engine = make_engine(empty_url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM data_version")).scalar_one() == 1
+    engine.dispose()
