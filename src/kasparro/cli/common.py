@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from kasparro.config import Settings, load_settings
 from kasparro.db.engine import make_engine, upgrade_schema
 from kasparro.exceptions import ConfigurationError, DatabaseUnavailableError
-from kasparro.observability.logging import configure_logging
+from kasparro.observability.logging import configure_logging_for
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -26,12 +26,8 @@ def boot(*, log: bool = True) -> Settings:
     except ConfigurationError as exc:
         fail(str(exc))
     if log:
-        configure_logging(
-            fmt=settings.log_format,
-            level=settings.log_level,
-            secrets=settings.secret_values(),
-            stream=sys.stderr,
-        )
+        # commands print their tables on stdout; their logs go to stderr (services log to stdout)
+        configure_logging_for(settings, stream=sys.stderr)
     return settings
 
 

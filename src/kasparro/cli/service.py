@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from kasparro.cli.common import boot, fail, open_database
-from kasparro.config import Settings, load_settings
-from kasparro.observability.logging import configure_logging, get_logger
+from kasparro.config import Settings
+from kasparro.observability.logging import configure_logging_for, get_logger
 
 if TYPE_CHECKING:
     import uvicorn
     from fastapi import FastAPI
 
 log = get_logger(__name__)
-APP_FACTORY = "kasparro.cli.service:app_from_env"
+APP_FACTORY = "kasparro.api.app:create_app_from_env"
 
 HostOption = Annotated[
     str | None, typer.Option("--host", help="Interface to bind (default: KASPARRO_HOST).")
@@ -30,26 +29,8 @@ PortOption = Annotated[
 def _boot_service() -> Settings:
     """Settings plus logging on stdout, where a service's container runtime collects it."""
     settings = boot(log=False)
-    _configure_logging(settings)
+    configure_logging_for(settings)
     return settings
-
-
-def _configure_logging(settings: Settings) -> None:
-    configure_logging(
-        fmt=settings.log_format,
-        level=settings.log_level,
-        secrets=settings.secret_values(),
-        stream=sys.stdout,
-    )
-
-
-def app_from_env() -> FastAPI:
-    """Zero-argument app factory for uvicorn worker processes: settings from the environment."""
-    from kasparro.api import create_app
-
-    settings = load_settings()
-    _configure_logging(settings)
-    return create_app(settings)
 
 
 def _server(app: FastAPI, settings: Settings, host: str | None, port: int | None) -> uvicorn.Server:

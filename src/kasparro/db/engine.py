@@ -54,7 +54,15 @@ def make_engine(
             json_serializer=_json_dumps,
             json_deserializer=orjson.loads,
             connect_args={"check_same_thread": False, "timeout": 30},
-            poolclass=NullPool if path is None else None,
+            **(
+                {"poolclass": NullPool}
+                if path is None
+                else {
+                    "pool_size": pool_size,
+                    "max_overflow": pool_size,
+                    "pool_timeout": pool_timeout,
+                }
+            ),
         )
         begin_sql = "BEGIN IMMEDIATE" if writer else "BEGIN"
 

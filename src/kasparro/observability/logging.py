@@ -12,9 +12,12 @@ import logging
 import sys
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
+
+if TYPE_CHECKING:
+    from kasparro.config import Settings
 
 _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
     "kasparro_log_context", default=None
@@ -120,3 +123,13 @@ def configure_logging(
 
 def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(name)
+
+
+def configure_logging_for(settings: Settings, *, stream: Any = None) -> None:
+    """Logging as the settings ask for it, scrubbing every secret they hold (stdout by default)."""
+    configure_logging(
+        fmt=settings.log_format,
+        level=settings.log_level,
+        secrets=settings.secret_values(),
+        stream=stream,
+    )

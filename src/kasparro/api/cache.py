@@ -1,0 +1,168 @@
+"""Response cache keyed by (path, normalized query, data state): in-process LRU or Redis."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlencode
+
+from sqlalchemy import Engine
+
+from kasparro.db import queries
+
+log = logging.getLogger("kasparro.api.cache")
+REDIS_PREFIX = "kasparro:resp:"
+REDIS_TTL_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class DataState:
+    """What the served data looks like now: ``version`` for clients, ``token`` for cache keys."""
+
+    version: int
+    token: str
+
+
+class DataVersionTracker:
+    """Reads the data state at most every ``ttl`` seconds; safe to call from many threads."""
+
+    def __init__(self, engine: Engine, ttl: float) -> None:
+        self.engine = engine
+        self.ttl = ttl
+        self._state: DataState | None = None
+        self._read_at = 0.0
+        self._lock = threading.Lock()
+
+    def fresh(self) -> DataState | None:
+        """The remembered state if still within the TTL, without touching the database."""
+        if self._state is not None and time.monotonic() - self._read_at < self.ttl:
+            return self._state
+        return None
+
+    def current(self) -> DataState:
+        """The state, re-read from the database when the TTL has passed (one reader at a time)."""
+        state = self.fresh()
+        if state is not None:
+            return state
+        with self._lock:
+            state = self.fresh()
+            if state is not None:
+                return state
+            with self.engine.connect() as conn:
+                version, token = queries.read_data_state(conn=conn)
+            self._state = DataState(version=version, token=token)
+            self._read_at = time.monotonic()
+            return self._state
+
+
+@dataclass(frozen=True)
+class CachedBody:
+    """A rendered body without its trailing ``,"meta":{...}}``, and the route template."""
+
+    route: str
+    prefix: bytes
+
+
+class ResponseCache(Protocol):
+    async def get(self, key: str) -> CachedBody | None: ...
+
+    async def set(self, key: str, entry: CachedBody) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryCache:
+    """An LRU of rendered bodies; touched only from the event loop, so it needs no lock."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, CachedBody] = OrderedDict()
+
+    async def get(self, key: str) -> CachedBody | None:
+        entry = self._entries.get(key)
+        if entry is not None:
+            self._entries.move_to_end(key)
+        return entry
+
+    async def set(self, key: str, entry: CachedBody) -> None:
+        if self.max_entries <= 0:
+            return
+        self._entries[key] = entry
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    async def close(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class RedisCache:
+    """Bodies shared by every API replica through Redis; a Redis failure is a cache miss."""
+
+    def __init__(self, url: str, *, ttl: int = REDIS_TTL_SECONDS) -> None:
+        import redis.asyncio as aioredis
+
+        self.ttl = ttl
+        self._client: Any = aioredis.Redis.from_url(
+            url, socket_timeout=0.5, socket_connect_timeout=0.5
+        )
+        self._warned_at = 0.0
+
+    def _warn(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._warned_at > 60:
+            self._warned_at = now
+            log.warning(
+                "redis cache unavailable; serving uncached",
+                extra={"error_type": type(exc).__name__},
+            )
+
+    async def get(self, key: str) -> CachedBody | None:
+        try:
+            raw = await self._client.get(REDIS_PREFIX + key)
+        except Exception as exc:  # any Redis failure degrades to a miss
+            self._warn(exc)
+            return None
+        if not raw:
+            return None
+        route, _, prefix = bytes(raw).partition(b"\n")
+        return CachedBody(route=route.decode(), prefix=prefix)
+
+    async def set(self, key: str, entry: CachedBody) -> None:
+        try:
+            await self._client.set(
+                REDIS_PREFIX + key, entry.route.encode() + b"\n" + entry.prefix, ex=self.ttl
+            )
+        except Exception as exc:
+            self._warn(exc)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def build_cache(*, redis_url: str | None, max_entries: int) -> ResponseCache:
+    if redis_url:
+        return RedisCache(redis_url)
+    return MemoryCache(max_entries)
+
+
+def normalize_query(query_string: bytes) -> str:
+    """The query with parameters in a stable order, so ``?a=1&b=2`` and ``?b=2&a=1`` share an entry."""
+    if not query_string:
+        return ""
+    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+    return urlencode(sorted(pairs))
+
+
+def cache_key(path: str, query_string: bytes, token: str) -> str:
+    """A short digest of (data state, path, normalized query); also the ETag."""
+    material = f"{token}|{path}?{normalize_query(query_string)}".encode()
+    return hashlib.blake2b(material, digest_size=16).hexdigest()

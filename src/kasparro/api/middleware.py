@@ -1,0 +1,262 @@
+"""Pure-ASGI middleware: request id + access log + metrics, per-client rate limit, and the response cache."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+import uuid
+from collections.abc import MutableMapping
+from typing import Any
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from kasparro.api.cache import CachedBody, DataVersionTracker, ResponseCache, cache_key
+from kasparro.api.context import (
+    CACHE_KEY_KEY,
+    CACHE_STORE_KEY,
+    DATA_STATE_KEY,
+    REQUEST_ID_KEY,
+    ROUTE_KEY,
+    STARTED_KEY,
+    route_template,
+)
+from kasparro.api.errors import error_body
+from kasparro.observability.logging import log_context
+from kasparro.observability.metrics import ApiMetrics
+
+access_log = logging.getLogger("kasparro.api.access")
+log = logging.getLogger("kasparro.api")
+_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+async def _send_bytes(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def splice_meta(prefix: bytes, *, request_id: str, started: float, version: int) -> bytes:
+    """Close a cached body prefix with this request's ``meta``."""
+    meta = {
+        "request_id": request_id,
+        "api_latency_ms": round((time.perf_counter() - started) * 1000, 3),
+        "data_version": version,
+    }
+    separator = b"," if len(prefix) > 1 else b""
+    return prefix + separator + b'"meta":' + orjson.dumps(meta) + b"}"
+
+
+class RequestContextMiddleware:
+    """Gives every request an id, echoes it, logs one access line, records HTTP metrics, answers crashes."""
+
+    def __init__(self, app: ASGIApp, *, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        given = _header(scope, b"x-request-id")
+        request_id = (
+            given.decode("latin-1")
+            if given and _VALID_REQUEST_ID.match(given.decode("latin-1"))
+            else uuid.uuid4().hex
+        )
+        scope[REQUEST_ID_KEY] = request_id
+        scope[STARTED_KEY] = started
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                response_started = True
+                message = {
+                    **message,
+                    "headers": [
+                        *message.get("headers", []),
+                        (b"x-request-id", request_id.encode()),
+                    ],
+                }
+            await send(message)
+
+        with log_context(request_id=request_id):
+            try:
+                await self.app(scope, receive, send_with_id)
+            except Exception:
+                log.exception("unhandled error", extra={"path": scope.get("path")})
+                status = 500
+                if not response_started:
+                    body = error_body(
+                        "internal_error", "an unexpected error occurred", request_id=request_id
+                    )
+                    headers = [
+                        (b"content-type", b"application/json"),
+                        (b"x-request-id", request_id.encode()),
+                    ]
+                    await _send_bytes(send, 500, body, headers)
+            finally:
+                self._record(scope, status, started, request_id)
+
+    def _record(
+        self, scope: MutableMapping[str, Any], status: int, started: float, request_id: str
+    ) -> None:
+        seconds = time.perf_counter() - started
+        route = route_template(scope)
+        method = str(scope.get("method", ""))
+        self.metrics.observe(method=method, route=route, status=status, seconds=seconds)
+        client = scope.get("client")
+        access_log.info(
+            "request",
+            extra={
+                "method": method,
+                "route": route,
+                "path": scope.get("path"),
+                "status": status,
+                "latency_ms": round(seconds * 1000, 3),
+                "client": client[0] if client else None,
+            },
+        )
+
+
+class RateLimitMiddleware:
+    """A token bucket per client address: ``per_minute`` requests a minute, bursts up to that many."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        per_minute: int,
+        exempt: tuple[str, ...] = ("/health/live", "/metrics"),
+    ) -> None:
+        self.app = app
+        self.capacity = float(per_minute)
+        self.refill_per_second = per_minute / 60.0
+        self.exempt = exempt
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def _take(self, client: str) -> float:
+        """Take a token; return 0 if allowed, else the seconds until one is available."""
+        now = time.monotonic()
+        tokens, last = self._buckets.get(client, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - last) * self.refill_per_second)
+        if tokens >= 1.0:
+            self._buckets[client] = (tokens - 1.0, now)
+            if len(self._buckets) > 10_000:
+                self._prune(now)
+            return 0.0
+        self._buckets[client] = (tokens, now)
+        return (1.0 - tokens) / self.refill_per_second
+
+    def _prune(self, now: float) -> None:
+        full_after = self.capacity / self.refill_per_second
+        self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < full_after}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.capacity <= 0 or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        wait = self._take(client[0] if client else "unknown")
+        if wait <= 0:
+            await self.app(scope, receive, send)
+            return
+        retry_after = str(max(1, math.ceil(wait)))
+        body = error_body(
+            "rate_limited",
+            f"rate limit of {int(self.capacity)} requests per minute exceeded",
+            details={"retry_after_seconds": int(retry_after)},
+            request_id=scope.get(REQUEST_ID_KEY),
+        )
+        await _send_bytes(
+            send,
+            429,
+            body,
+            [(b"content-type", b"application/json"), (b"retry-after", retry_after.encode())],
+        )
+
+
+class ResponseCacheMiddleware:
+    """Serves cached GET bodies (and 304s) without entering the app; stores what the routes render."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        cache: ResponseCache,
+        tracker: DataVersionTracker,
+        prefixes: tuple[str, ...],
+    ) -> None:
+        self.app = app
+        self.cache = cache
+        self.tracker = tracker
+        self.prefixes = prefixes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "GET"
+            or not scope["path"].startswith(self.prefixes)
+        ):
+            await self.app(scope, receive, send)
+            return
+        state = self.tracker.fresh()
+        if state is None:
+            try:
+                state = await run_in_threadpool(self.tracker.current)
+            except Exception:  # the route will meet the same failure and answer 503
+                await self.app(scope, receive, send)
+                return
+        key = cache_key(scope["path"], scope["query_string"], state.token)
+        etag = f'"{key}"'.encode()
+        scope[DATA_STATE_KEY] = state
+        scope[CACHE_KEY_KEY] = key
+        headers = [(b"etag", etag), (b"cache-control", b"no-cache")]
+        entry = await self.cache.get(key)
+        if entry is not None:
+            scope[ROUTE_KEY] = entry.route
+            if _header(scope, b"if-none-match") in (etag, b"W/" + etag, b"*"):
+                await _send_bytes(send, 304, b"", headers)
+                return
+            body = splice_meta(
+                entry.prefix,
+                request_id=scope[REQUEST_ID_KEY],
+                started=scope[STARTED_KEY],
+                version=state.version,
+            )
+            await _send_bytes(
+                send,
+                200,
+                body,
+                [(b"content-type", b"application/json"), (b"x-cache", b"hit"), *headers],
+            )
+            return
+
+        status = 0
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        await self.app(scope, receive, watch)
+        prefix = scope.get(CACHE_STORE_KEY)
+        if status in (200, 304) and isinstance(prefix, bytes):
+            await self.cache.set(key, CachedBody(route=route_template(scope), prefix=prefix))

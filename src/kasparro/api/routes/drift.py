@@ -1,0 +1,43 @@
+"""``GET /drift``: schema drift events, newest first."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from kasparro.api.deps import EngineDep, PageDep
+from kasparro.api.errors import ERROR_RESPONSES
+from kasparro.api.pagination import decode_cursor, pagination
+from kasparro.api.responses import render
+from kasparro.api.routes.params import RunIdFilter, SourceFilter
+from kasparro.db import queries
+from kasparro.schemas.api import META_PENDING, DriftListPublic, DriftPublic
+
+router = APIRouter(tags=["runs"], responses=ERROR_RESPONSES)
+
+
+@router.get("/drift", response_model=DriftListPublic, summary="Schema drift events")
+def list_drift(
+    request: Request,
+    engine: EngineDep,
+    page: PageDep,
+    source: SourceFilter = None,
+    run_id: RunIdFilter = None,
+) -> Response:
+    """Changes detected in the sources' payload shapes, newest first."""
+    with engine.connect() as conn:
+        after = decode_cursor(page.cursor, spec="-id", kind="int")[1] if page.cursor else None
+        result = queries.list_drift(
+            conn=conn,
+            source=source,
+            run_id=run_id,
+            after_id=after,
+            offset=page.offset,
+            limit=page.limit,
+        )
+        payload = DriftListPublic(
+            data=[DriftPublic.model_validate(row) for row in result.rows],
+            pagination=pagination(result, limit=page.limit, spec="-id", key="id"),
+            meta=META_PENDING,
+        )
+    return render(request, payload)

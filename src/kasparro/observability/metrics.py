@@ -1,0 +1,174 @@
+"""Prometheus metrics: HTTP metrics kept in-process, ETL metrics read from the database at scrape time.
+
+ETL metrics are derived from ``etl_run``, ``schema_drift``, ``quarantine`` and ``circuit_breaker``
+whenever ``/metrics`` is scraped, so they are right whichever process ran the pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine
+
+from kasparro.db import queries
+
+log = logging.getLogger("kasparro.metrics")
+
+HTTP_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+RUN_DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+RECORD_STAGES = ("fetched", "loaded", "unchanged", "quarantined")
+
+
+class EtlCollector(Collector):
+    """Builds ETL metric families from the database on every scrape."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def describe(self) -> list[Metric]:
+        return []  # keeps registration from querying the database
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "kasparro_etl_metrics_up", "1 when ETL metrics could be read from the database."
+        )
+        try:
+            families = self._families()
+        except Exception as exc:
+            log.warning("etl metrics unavailable", extra={"error_type": type(exc).__name__})
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from families
+
+    def _families(self) -> list[Metric]:
+        with self.engine.connect() as conn:
+            totals = queries.run_totals(conn=conn)
+            durations = queries.duration_histogram(conn=conn, bounds=RUN_DURATION_BUCKETS)
+            counts = queries.counts_by_source(conn=conn)
+            successes = queries.last_successes(conn=conn)
+            breaker_rows = queries.breakers(conn=conn)
+            version, _ = queries.read_data_state(conn=conn)
+
+        runs = CounterMetricFamily(
+            "kasparro_etl_runs", "ETL runs by source and final status.", labels=["source", "status"]
+        )
+        records = CounterMetricFamily(
+            "kasparro_etl_records",
+            "Records handled by ETL runs, by stage.",
+            labels=["source", "stage"],
+        )
+        per_stage: dict[tuple[str, str], int] = {}
+        for row in totals:
+            runs.add_metric([row["source"], row["status"]], int(row["runs"]))
+            for stage in RECORD_STAGES:
+                key = (str(row["source"]), stage)
+                per_stage[key] = per_stage.get(key, 0) + int(row[stage])
+        for (source, stage), value in sorted(per_stage.items()):
+            records.add_metric([source, stage], value)
+
+        duration = HistogramMetricFamily(
+            "kasparro_etl_run_duration_seconds", "Wall time of ETL runs.", labels=["source"]
+        )
+        for source, (cumulative, total, count) in sorted(durations.items()):
+            buckets = [
+                (str(b), float(c)) for b, c in zip(RUN_DURATION_BUCKETS, cumulative, strict=True)
+            ]
+            duration.add_metric([source], [*buckets, ("+Inf", float(count))], total)
+
+        drift = CounterMetricFamily(
+            "kasparro_etl_drift_events", "Schema drift events recorded.", labels=["source"]
+        )
+        quarantined = CounterMetricFamily(
+            "kasparro_etl_quarantined_records", "Records held in quarantine.", labels=["source"]
+        )
+        unified = GaugeMetricFamily(
+            "kasparro_unified_records", "Rows in the unified table.", labels=["source"]
+        )
+        for source, values in sorted(counts.items()):
+            drift.add_metric([source], values.get("drift_events", 0))
+            quarantined.add_metric([source], values.get("quarantined", 0))
+            unified.add_metric([source], values.get("unified_rows", 0))
+
+        last_success = GaugeMetricFamily(
+            "kasparro_etl_last_success_timestamp_seconds",
+            "End of the last successful run (Unix time).",
+            labels=["source"],
+        )
+        for source, finished in sorted(successes.items()):
+            last_success.add_metric([source], finished.timestamp())
+
+        breaker = GaugeMetricFamily(
+            "kasparro_circuit_breaker_open",
+            "1 when a source's circuit breaker is open.",
+            labels=["source"],
+        )
+        for source, row in sorted(breaker_rows.items()):
+            breaker.add_metric([source], 1.0 if row["state"] == "open" else 0.0)
+
+        data_version = GaugeMetricFamily("kasparro_data_version", "Current data version counter.")
+        data_version.add_metric([], version)
+        return [
+            runs,
+            records,
+            duration,
+            drift,
+            quarantined,
+            unified,
+            last_success,
+            breaker,
+            data_version,
+        ]
+
+
+class ApiMetrics:
+    """One registry per app: HTTP metrics, ETL metrics from the database, process metrics."""
+
+    def __init__(self, engine: Engine) -> None:
+        # the *_created series only add noise to counters scraped this way
+        disable_created_metrics()  # type: ignore[no-untyped-call]
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.requests = Counter(
+            "http_requests",
+            "HTTP requests by method, route template and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "http_request_duration_seconds",
+            "HTTP request latency by method and route template.",
+            ["method", "route"],
+            buckets=HTTP_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.registry.register(EtlCollector(engine))
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+
+    def observe(self, *, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
