@@ -8,7 +8,7 @@ from typing import NoReturn
 import typer
 from sqlalchemy import Engine
 
-from kasparro.config import Settings, load_settings
+from kasparro.config import Settings, load_settings, mask_url
 from kasparro.db.engine import make_engine, upgrade_schema
 from kasparro.exceptions import ConfigurationError, DatabaseUnavailableError
 from kasparro.observability.logging import configure_logging_for
@@ -33,11 +33,14 @@ def boot(*, log: bool = True) -> Settings:
 
 def open_database(settings: Settings, *, upgrade: bool = True) -> Engine:
     """The writer engine, with the schema upgraded to head (exit 2 if the database is down)."""
-    engine = make_engine(
-        settings.database_url,
-        pool_size=settings.db_pool_size,
-        pool_timeout=settings.db_pool_timeout,
-    )
+    try:
+        engine = make_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            pool_timeout=settings.db_pool_timeout,
+        )
+    except OSError as exc:  # e.g. the SQLite file's folder cannot be created
+        fail(f"cannot open the database ({mask_url(settings.database_url)}): {exc}")
     if upgrade:
         try:
             upgrade_schema(engine)

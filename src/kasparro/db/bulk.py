@@ -1,8 +1,10 @@
 """The hot write path: pre-built ``INSERT … ON CONFLICT`` statements executed straight on the driver.
 
-SQLAlchemy Core costs several microseconds per row in parameter processing; for the ingest path
-the rows are already validated and typed, so they go to the DBAPI ``executemany`` as tuples. The
-statements are the same on both dialects except for the placeholder and the JSON cast.
+SQLAlchemy Core costs several microseconds per row in parameter processing; the ingest path's rows
+are already validated and typed, so they go to the driver as they are. SQLite takes them through
+``executemany`` (in-process, so per-row statements are cheap). PostgreSQL takes one statement per
+batch, ``INSERT … SELECT … FROM unnest(<one array per column>)``: a handful of parameters whatever
+the batch size (no 32,767-parameter limit) and one round trip instead of one per row.
 """
 
 from __future__ import annotations
@@ -13,23 +15,41 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-RAW_COLUMNS = ("run_id", "coin_id", "payload", "payload_hash", "ingested_at")
+# (column, PostgreSQL type) in the order rows are given
+RAW_COLUMNS = (
+    ("run_id", "int"),
+    ("coin_id", "text"),
+    ("payload", "jsonb"),
+    ("payload_hash", "text"),
+    ("ingested_at", "timestamptz"),
+)
 UNIFIED_COLUMNS = (
-    "asset_id", "source", "coin_id", "symbol", "name", "rank", "price_usd", "market_cap_usd", "volume_24h_usd",
-    "circulating_supply", "total_supply", "max_supply", "percent_change_24h", "source_updated_at", "ingested_at",
-    "run_id", "payload_hash",
+    ("asset_id", "int"), ("source", "text"), ("coin_id", "text"), ("symbol", "text"), ("name", "text"), ("rank", "int"),
+    ("price_usd", "float8"), ("market_cap_usd", "float8"), ("volume_24h_usd", "float8"), ("circulating_supply", "float8"),
+    ("total_supply", "float8"), ("max_supply", "float8"), ("percent_change_24h", "float8"),
+    ("source_updated_at", "timestamptz"), ("ingested_at", "timestamptz"), ("run_id", "int"), ("payload_hash", "text"),
 )  # fmt: skip
 HISTORY_COLUMNS = (
-    "asset_id", "source", "observed_at", "price_usd", "market_cap_usd", "volume_24h_usd", "open_usd", "high_usd",
-    "low_usd", "run_id",
+    ("asset_id", "int"), ("source", "text"), ("observed_at", "timestamptz"), ("price_usd", "float8"),
+    ("market_cap_usd", "float8"), ("volume_24h_usd", "float8"), ("open_usd", "float8"), ("high_usd", "float8"),
+    ("low_usd", "float8"), ("run_id", "int"),
 )  # fmt: skip
-_UNIFIED_KEY = ("asset_id", "source")
-
-
-def _placeholders(dialect: str, columns: Sequence[str], json_columns: Sequence[str] = ()) -> str:
-    if dialect == "sqlite":
-        return ", ".join("?" for _ in columns)
-    return ", ".join("%s::jsonb" if c in json_columns else "%s" for c in columns)
+ASSET_COLUMNS = (
+    ("symbol", "text"), ("name", "text"), ("match_key", "text"), ("flagged", "bool"), ("flag_reason", "text"),
+    ("created_at", "timestamptz"),
+)  # fmt: skip
+ASSET_SOURCE_COLUMNS = (
+    ("asset_id", "int"), ("source", "text"), ("coin_id", "text"), ("symbol", "text"), ("name", "text"),
+    ("created_at", "timestamptz"),
+)  # fmt: skip
+_UNIFIED_UPDATE = ", ".join(
+    f"{c} = excluded.{c}" for c, _ in UNIFIED_COLUMNS if c not in ("asset_id", "source")
+)
+_UNIFIED_CONFLICT = (
+    f"ON CONFLICT (asset_id, source) DO UPDATE SET {_UNIFIED_UPDATE} "
+    "WHERE unified_crypto.source_updated_at IS NULL OR excluded.source_updated_at IS NULL "
+    "OR excluded.source_updated_at >= unified_crypto.source_updated_at"
+)
 
 
 class BulkWriter:
@@ -47,49 +67,62 @@ class BulkWriter:
             value.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
         )
 
-    def _many(self, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
-        if rows:
-            self.conn.exec_driver_sql(sql, list(rows))
+    def _insert(
+        self,
+        table: str,
+        columns: Sequence[tuple[str, str]],
+        rows: Sequence[tuple[Any, ...]],
+        conflict: str,
+    ) -> int:
+        """``INSERT INTO table … conflict`` for every row; returns how many rows were written.
+        Table and column names are constants of this module, never input."""
+        if not rows:
+            return 0
+        names = ", ".join(c for c, _ in columns)
+        if self.dialect == "sqlite":
+            marks = ", ".join("?" for _ in columns)
+            sql = f"INSERT INTO {table} ({names}) VALUES ({marks}) {conflict}"  # noqa: S608
+            return int(self.conn.exec_driver_sql(sql, list(rows)).rowcount)
+        arrays = ", ".join(f"%s::{'text' if kind == 'jsonb' else kind}[]" for _, kind in columns)
+        picks = ", ".join(
+            f"c{i}::jsonb" if kind == "jsonb" else f"c{i}" for i, (_, kind) in enumerate(columns)
+        )
+        aliases = ", ".join(f"c{i}" for i in range(len(columns)))
+        sql = f"INSERT INTO {table} ({names}) SELECT {picks} FROM unnest({arrays}) AS t({aliases}) {conflict}"  # noqa: S608
+        columns_data = tuple(list(column) for column in zip(*rows, strict=True))
+        # binary parameters: text arrays of JSON would otherwise be quoted and escaped element by element
+        cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(sql, columns_data, binary=True)
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
 
     def insert_raw(self, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
         """Raw payloads (JSON text); one already stored with the same hash is skipped."""
-        columns = ", ".join(RAW_COLUMNS)
-        values = _placeholders(self.dialect, RAW_COLUMNS, ("payload",))
-        # table names come from the models (RAW_MODELS), never from input
-        sql = f"INSERT INTO {table} ({columns}) VALUES ({values}) ON CONFLICT (payload_hash) DO NOTHING"  # noqa: S608
-        self._many(sql, rows)
+        self._insert(table, RAW_COLUMNS, rows, "ON CONFLICT (payload_hash) DO NOTHING")
 
     def upsert_unified(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Latest record per (asset_id, source); an older observation never overwrites a newer one."""
-        columns = ", ".join(UNIFIED_COLUMNS)
-        values = _placeholders(self.dialect, UNIFIED_COLUMNS)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in UNIFIED_COLUMNS if c not in _UNIFIED_KEY)
-        sql = (
-            f"INSERT INTO unified_crypto ({columns}) VALUES ({values}) "  # noqa: S608
-            f"ON CONFLICT (asset_id, source) DO UPDATE SET {updates} "
-            "WHERE unified_crypto.source_updated_at IS NULL OR excluded.source_updated_at IS NULL "
-            "OR excluded.source_updated_at >= unified_crypto.source_updated_at"
-        )
-        self._many(sql, rows)
+        """Latest record per (asset_id, source); an older observation never overwrites a newer one.
+        Rows must be unique per (asset_id, source)."""
+        self._insert("unified_crypto", UNIFIED_COLUMNS, rows, _UNIFIED_CONFLICT)
 
     def insert_history(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Observations; one already stored for (asset_id, source, observed_at) is kept as is."""
-        columns = ", ".join(HISTORY_COLUMNS)
-        values = _placeholders(self.dialect, HISTORY_COLUMNS)
-        sql = f"INSERT INTO price_history ({columns}) VALUES ({values}) ON CONFLICT (asset_id, source, observed_at) DO NOTHING"  # noqa: S608
-        self._many(sql, rows)
+        self._insert(
+            "price_history",
+            HISTORY_COLUMNS,
+            rows,
+            "ON CONFLICT (asset_id, source, observed_at) DO NOTHING",
+        )
 
     def insert_assets(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        """New canonical assets (symbol, name, match_key, flagged, flag_reason, created_at); a key
-        another writer created first is left to that writer."""
-        columns = ("symbol", "name", "match_key", "flagged", "flag_reason", "created_at")
-        values = _placeholders(self.dialect, columns)
-        sql = f"INSERT INTO asset ({', '.join(columns)}) VALUES ({values}) ON CONFLICT (match_key) DO NOTHING"  # noqa: S608
-        self._many(sql, rows)
+        """New canonical assets; a match key another writer created first is left to that writer."""
+        self._insert("asset", ASSET_COLUMNS, rows, "ON CONFLICT (match_key) DO NOTHING")
 
-    def insert_asset_sources(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Source-id mappings (asset_id, source, coin_id, symbol, name, created_at)."""
-        columns = ("asset_id", "source", "coin_id", "symbol", "name", "created_at")
-        values = _placeholders(self.dialect, columns)
-        sql = f"INSERT INTO asset_source ({', '.join(columns)}) VALUES ({values}) ON CONFLICT (source, coin_id) DO NOTHING"  # noqa: S608
-        self._many(sql, rows)
+    def insert_asset_sources(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Source-id mappings (asset_id, source, coin_id, symbol, name, created_at); returns how
+        many were new."""
+        return self._insert(
+            "asset_source", ASSET_SOURCE_COLUMNS, rows, "ON CONFLICT (source, coin_id) DO NOTHING"
+        )

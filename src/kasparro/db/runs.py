@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -115,6 +116,17 @@ def finish_run(
         )
 
 
+def without_nul(value: Any) -> Any:
+    """A copy with NUL characters replaced: PostgreSQL text and JSON cannot hold them."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [without_nul(v) for v in value]
+    return value
+
+
 def record_quarantine(
     *, conn: Connection, source: str, run_id: int | None, records: Sequence[QuarantinedRecord]
 ) -> None:
@@ -125,10 +137,10 @@ def record_quarantine(
                 {
                     "source": source,
                     "run_id": run_id,
-                    "coin_id": r.coin_id,
-                    "record": r.record,
-                    "errors": r.errors,
-                    "reason": r.reason,
+                    "coin_id": without_nul(r.coin_id),
+                    "record": without_nul(r.record),
+                    "errors": without_nul(r.errors),
+                    "reason": without_nul(r.reason),
                     "created_at": utcnow(),
                 }
                 for r in records
@@ -144,11 +156,11 @@ def record_drift(*, conn: Connection, source: str, run_id: int, events: Sequence
                 {
                     "source": source,
                     "run_id": run_id,
-                    "field": e.field[:255],
+                    "field": without_nul(e.field[:255]),
                     "kind": e.kind,
                     "expected": e.expected,
                     "observed": e.observed,
-                    "sample_value": e.sample_value,
+                    "sample_value": without_nul(e.sample_value),
                     "detected_at": utcnow(),
                 }
                 for e in events
@@ -166,8 +178,40 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+# Runs of this process whose final status could not be written (the database was away); they
+# are closed the next time this process checks for stale runs. Guarded by _UNFINISHED_LOCK.
+_UNFINISHED: dict[int, dict[str, Any]] = {}
+_UNFINISHED_LOCK = threading.Lock()
+
+
+def remember_unfinished(run_id: int, **final: Any) -> None:
+    """Keep a run's final status in memory until the database accepts it."""
+    with _UNFINISHED_LOCK:
+        _UNFINISHED[run_id] = final
+
+
+def _close_remembered(engine: Engine) -> None:
+    with _UNFINISHED_LOCK:
+        pending = dict(_UNFINISHED)
+    for run_id, final in pending.items():
+        note = "final status recorded late: the database was unavailable when the run ended"
+        error = f"{final['error']} ({note})" if final.get("error") else note
+        finish_run(
+            engine,
+            run_id=run_id,
+            status=final["status"],
+            error=error,
+            requests=final.get("requests", 0),
+            retries=final.get("retries", 0),
+        )
+        with _UNFINISHED_LOCK:
+            _UNFINISHED.pop(run_id, None)
+
+
 def mark_stale_runs_interrupted(engine: Engine, *, now: datetime | None = None) -> int:
-    """Close runs left ``running`` by a process that died: on this host by pid, elsewhere by heartbeat."""
+    """Close runs left ``running``: those of this process whose end could not be recorded, and
+    those of dead processes (on this host by pid, elsewhere by heartbeat)."""
+    _close_remembered(engine)
     now = now or utcnow()
     with engine.begin() as conn:
         rows = conn.execute(

@@ -11,6 +11,7 @@ import csv
 import hashlib
 import os
 import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import IO, Any
 
 from kasparro.db.models import EtlCheckpoint
 from kasparro.db.runs import QuarantinedRecord
-from kasparro.exceptions import RecordValidationError
+from kasparro.exceptions import FatalSourceError, RecordValidationError
 from kasparro.ingestion.base import BaseIngestion, FetchedBatch
 from kasparro.ingestion.sample import write_sample_csv
 from kasparro.observability.logging import get_logger
@@ -28,6 +29,8 @@ from kasparro.schemas.unified import UnifiedRecord, normalize_name
 
 log = get_logger(__name__)
 MAX_LINE_BYTES = 1 << 20
+#: A final line without a newline is left for the next run while the file changed this recently.
+SETTLE_SECONDS = 10.0
 csv.field_size_limit(MAX_LINE_BYTES)
 _HEAD_BYTES = 4096
 _REQUIRED = {name for name, info in CsvRow.model_fields.items() if info.is_required()}
@@ -79,9 +82,11 @@ def _same_file(state: dict[str, Any], path: Path) -> bool:
 class _LineReader:
     """Reads raw lines from a binary file, tracking the byte offset after each one."""
 
-    def __init__(self, handle: IO[bytes], offset: int) -> None:
+    def __init__(self, handle: IO[bytes], offset: int, *, hold_unterminated: bool = False) -> None:
         self.handle = handle
         self.offset = offset
+        self.hold_unterminated = hold_unterminated
+        self.held_back = False
         self.too_long = False
         self.bad_encoding = False
 
@@ -91,6 +96,9 @@ class _LineReader:
             if not raw:
                 return
             overlong = len(raw) >= MAX_LINE_BYTES and not raw.endswith(b"\n")
+            if self.hold_unterminated and not overlong and not raw.endswith(b"\n"):
+                self.held_back = True  # a writer may still be appending this line: next run
+                return
             if overlong:
                 self.too_long = True
                 while True:  # skip the rest of the overlong line without holding it in memory
@@ -184,12 +192,14 @@ class CsvIngestion(BaseIngestion):
                 extra={"path": str(self.path)},
             )
             start = 0
+        # a last line without a newline in a file written moments ago may still be growing
+        settling = time.time() - os.stat(self.path).st_mtime < SETTLE_SECONDS
         with self.path.open("rb") as handle:
             header, header_end = self._read_header(handle)
             if header is None:
                 return
             handle.seek(max(start, header_end))
-            yield from self._batches(handle, header, max(start, header_end), identity)
+            yield from self._batches(handle, header, max(start, header_end), identity, settling)
 
     def _read_header(self, handle: IO[bytes]) -> tuple[list[str] | None, int]:
         offset = 0
@@ -198,14 +208,25 @@ class CsvIngestion(BaseIngestion):
             if not raw:
                 return None, offset
             offset += len(raw)
-            text = raw.decode("utf-8-sig", errors="replace").strip()
+            # a stray CR inside the header means nothing in a column name
+            text = raw.decode("utf-8-sig", errors="replace").replace("\r", "").strip()
             if text and not text.startswith("#"):
-                return next(csv.reader([text])), offset
+                try:
+                    return next(csv.reader([text])), offset
+                except csv.Error as exc:
+                    raise FatalSourceError(
+                        f"CSV header of {self.path.name} is unreadable: {exc}"
+                    ) from exc
 
     def _batches(
-        self, handle: IO[bytes], header: list[str], offset: int, identity: dict[str, Any]
+        self,
+        handle: IO[bytes],
+        header: list[str],
+        offset: int,
+        identity: dict[str, Any],
+        settling: bool,
     ) -> Iterator[FetchedBatch]:
-        lines = _LineReader(handle, offset)
+        lines = _LineReader(handle, offset, hold_unterminated=settling)
         batch: list[Any] = []
         bad: list[QuarantinedRecord] = []
         reader = csv.reader(lines)

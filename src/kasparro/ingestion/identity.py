@@ -35,6 +35,7 @@ class IdentityResolver:
         self.source = source
         self.cache: dict[str, int] = {}
         self._pending: dict[str, int] = {}
+        self._complete = False  # True once preload() has read every stored mapping of the source
         self.created = 0
         self.flagged = 0
 
@@ -45,6 +46,7 @@ class IdentityResolver:
             )
         )
         self.cache.update(dict(rows.all()))
+        self._complete = True
 
     def resolve(self, identities: Sequence[Identity], *, conn: Connection) -> dict[str, int]:
         """coin_id → asset_id for every identity, inside the caller's transaction.
@@ -63,6 +65,14 @@ class IdentityResolver:
             i.coin_id: self.cache.get(i.coin_id) or self._pending[i.coin_id] for i in identities
         }
 
+    def _not_yet_mapped(self, conn: Connection, identities: list[Identity]) -> list[Identity]:
+        for part in chunks([i.coin_id for i in identities], 900):
+            query = select(AssetSource.coin_id, AssetSource.asset_id).where(
+                AssetSource.source == self.source, AssetSource.coin_id.in_(part)
+            )
+            self._pending.update(dict(conn.execute(query).all()))
+        return [i for i in identities if i.coin_id not in self._pending]
+
     def commit(self) -> None:
         self.cache.update(self._pending)
         self._pending.clear()
@@ -71,14 +81,10 @@ class IdentityResolver:
         self._pending.clear()
 
     def _resolve_missing(self, conn: Connection, identities: list[Identity]) -> None:
-        for part in chunks([i.coin_id for i in identities], 900):
-            rows = conn.execute(
-                select(AssetSource.coin_id, AssetSource.asset_id).where(
-                    AssetSource.source == self.source, AssetSource.coin_id.in_(part)
-                )
-            )
-            self._pending.update(dict(rows.all()))
-        pending = [i for i in identities if i.coin_id not in self._pending]
+        """Map coin ids that are not in the cache. After :meth:`preload` (done by every run, which
+        holds the source's lock) the cache is complete, so only new coins arrive here; without it,
+        stored mappings are looked up first."""
+        pending = identities if self._complete else self._not_yet_mapped(conn, identities)
         if not pending:
             return
         keys = {i.coin_id: match_key(i.symbol, i.name) for i in pending}
@@ -116,24 +122,25 @@ class IdentityResolver:
             self.created += len(new_assets)
             self.flagged += sum(1 for row in new_assets.values() if row[3])
             by_key.update(self._assets_by_key(conn, set(new_assets)))
-        bulk.insert_asset_sources(
-            [
-                (
-                    by_key[links[i.coin_id]],
-                    self.source,
-                    i.coin_id,
-                    _symbol(i.symbol),
-                    i.name.strip(),
-                    now,
-                )
-                for i in pending
-            ]
-        )
-        for part in chunks([i.coin_id for i in pending], 900):
-            query = select(AssetSource.coin_id, AssetSource.asset_id).where(
-                AssetSource.source == self.source, AssetSource.coin_id.in_(part)
+        mappings = [
+            (
+                by_key[links[i.coin_id]],
+                self.source,
+                i.coin_id,
+                _symbol(i.symbol),
+                i.name.strip(),
+                now,
             )
-            self._pending.update(dict(conn.execute(query).all()))
+            for i in pending
+        ]
+        inserted = bulk.insert_asset_sources(mappings)
+        self._pending.update({coin_id: asset_id for asset_id, _, coin_id, *_ in mappings})
+        if inserted != len(mappings):  # another writer mapped some of these first: theirs stand
+            for part in chunks([i.coin_id for i in pending], 900):
+                query = select(AssetSource.coin_id, AssetSource.asset_id).where(
+                    AssetSource.source == self.source, AssetSource.coin_id.in_(part)
+                )
+                self._pending.update(dict(conn.execute(query).all()))
 
     @staticmethod
     def _asset_row(identity: Identity, key: str, flag_reason: str | None) -> tuple[Any, ...]:

@@ -1,0 +1,1 @@
+"""Kasparro's benchmarks: ingest, passes under rate limits, API load and memory (``make bench``)."""

@@ -1,0 +1,247 @@
+"""Part 3: ``kasparro api`` under load from wrk (64 connections), against a bare FastAPI endpoint."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import api_db, common, loadgen
+from bench.memory import RssSampler
+
+CONNECTIONS = 64
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def server(command: list[str], env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below, after the server
+    proc = subprocess.Popen(
+        command, env={**os.environ, **env}, cwd=common.ROOT, stdout=log, stderr=log
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(
+                    f"server exited {proc.returncode}: {log.read()[-2000:].decode(errors='replace')}"
+                )
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            raise RuntimeError("server did not start within 60 s")
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def kasparro_server(url: str, port: int, workers: int, *, cache: bool = True) -> Any:
+    kasparro = str(Path(sys.executable).with_name("kasparro"))
+    env = {
+        "KASPARRO_DATABASE_URL": url, "KASPARRO_LOG_LEVEL": "WARNING",
+        "KASPARRO_RATE_LIMIT_PER_MINUTE": "0", "KASPARRO_DB_POOL_SIZE": "20",
+        "KASPARRO_CACHE_MAX_ENTRIES": "2048" if cache else "0",
+    }  # fmt: skip
+    command = [
+        kasparro,
+        "api",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+    return server(command, env, port)
+
+
+def bare_server(body: Path, port: int, workers: int) -> Any:
+    command = [
+        sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--host", "127.0.0.1",
+        "--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+    return server(command, {"KASPARRO_BENCH_BODY": str(body), "PYTHONPATH": str(common.ROOT)}, port)
+
+
+def endpoints(base: str) -> dict[str, str]:
+    """Endpoint label → path; the deep page's cursor comes from walking /data 20 x 500 rows."""
+    cursor = None
+    with httpx.Client(base_url=base, timeout=30) as client:
+        for _ in range(20):
+            params = {"limit": 500, **({"cursor": cursor} if cursor else {})}
+            cursor = client.get("/data", params=params).json()["pagination"]["next_cursor"]
+    year = f"from={api_db.START.date()}T00:00:00Z&to={api_db.START.replace(year=api_db.START.year + 1).date()}T00:00:00Z"
+    return {
+        "/data?limit=100": "/data?limit=100",
+        "/data?limit=100 (cursor, 10k deep)": f"/data?limit=100&cursor={cursor}",
+        "/data?symbol=BTC": "/data?symbol=BTC",
+        "/assets/{id}": f"/assets/{api_db.HOT_ASSET}",
+        "/assets/{id}/history (1 year of hourly points, 1d buckets)": f"/assets/{api_db.HOT_ASSET}/history?interval=1d&{year}",
+        "/stats": "/stats",
+    }
+
+
+def run_matrix(
+    db: str, url: str, configs: list[tuple[int, bool]], duration: float
+) -> tuple[list[dict[str, Any]], bytes, dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    body = b""
+    memory: dict[str, Any] = {}
+    for workers, cache in configs:
+        try:
+            got, body, rss = _one_server(db, url, workers, cache, duration)
+        except RuntimeError as exc:  # the server would not start: note it and go on
+            print(f"[api] {db} {workers}w cache={int(cache)}: {exc}"[:1500], flush=True)
+            continue
+        rows += got
+        memory[f"{db}/{workers}w{'' if cache else ' (no cache)'}"] = rss
+    return rows, body, memory
+
+
+def _one_server(
+    db: str, url: str, workers: int, cache: bool, duration: float
+) -> tuple[list[dict[str, Any]], bytes, dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    with kasparro_server(url, port, workers, cache=cache) as proc:
+        paths = endpoints(base)
+        body = httpx.get(base + "/data?limit=100").content
+        sampler = RssSampler(proc.pid, interval=0.2).start()
+        for label, path in paths.items():
+            response = httpx.get(base + path, timeout=30)
+            if response.status_code != 200:
+                print(f"[api] {label}: HTTP {response.status_code} {response.text[:200]}")
+            etag = response.headers.get("etag")
+            variants = [None, etag] if etag and workers == 1 and cache else [None]
+            for tag in variants:
+                stats = loadgen.run(base + path, duration, CONNECTIONS, etag=tag)
+                row = {"db": db, "workers": workers, "cache": cache, "endpoint": label, "if_none_match": bool(tag),
+                       "status": response.status_code, "bytes": len(response.content), **stats}  # fmt: skip
+                rows.append(row)
+                print(_line(row), flush=True)
+        return rows, body, sampler.stop()
+
+
+def bare_matrix(body: bytes, workers_list: list[int], duration: float) -> list[dict[str, Any]]:
+    rows = []
+    with tempfile.NamedTemporaryFile(suffix=".json", dir=common.WORK, delete=False) as handle:
+        handle.write(body)
+    try:
+        for workers in workers_list:
+            port = _free_port()
+            with bare_server(Path(handle.name), port, workers):
+                stats = loadgen.run(f"http://127.0.0.1:{port}/data", duration, CONNECTIONS)
+                row = {"db": "-", "workers": workers, "endpoint": "bare FastAPI, same bytes as /data?limit=100",
+                       "if_none_match": False, "status": 200, "bytes": len(body), **stats}  # fmt: skip
+                rows.append(row)
+                print(_line(row), flush=True)
+    finally:
+        os.unlink(handle.name)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="bench.api_load")
+    parser.add_argument("--quick", action="store_true", help="SQLite, 1 worker, 2 s per endpoint")
+    parser.add_argument("--full", action="store_true", help="10M history points, 5 s per endpoint")
+    parser.add_argument("--points", type=int, help="history points (default 1M; --full 10M)")
+    parser.add_argument("--assets", type=int, default=10_000)
+    parser.add_argument("--duration", type=float, help="seconds per wrk run")
+    parser.add_argument("--db", choices=["sqlite", "postgres"], action="append")
+    parser.add_argument(
+        "--bare-only", action="store_true", help="only the bare app (harness check)"
+    )
+    args = parser.parse_args(argv)
+    duration = args.duration or (2.0 if args.quick else 5.0 if args.full else 2.0)
+    points = args.points or (10_000_000 if args.full else 1_000_000)
+    dbs = args.db or (["sqlite"] if args.quick else ["sqlite", "postgres"])
+    workers_list = [1] if args.quick else [1, 2]
+    # (workers, response cache on): the cache's own figures, the database path behind it, 2 workers
+    configs = [(1, True), (1, False)] + ([] if args.quick else [(2, True)])
+    common.WORK.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    memory: dict[str, Any] = {}
+    fills: dict[str, Any] = {}
+    body_file = common.RESULTS / "api_data_body.json"
+    body = body_file.read_bytes() if body_file.exists() else b'{"data":[]}' * 2000
+    previous = common.read_result("api") if args.bare_only else None
+    if previous:  # re-measure the baseline only, keeping the last run's API rows
+        rows = [r for r in previous["rows"] if r["db"] != "-"]
+        fills, memory = previous["fills"], previous.get("api_rss", {})
+    if not args.bare_only:
+        with common.databases(dbs) as templates:
+            for db, template in templates.items():
+                url = template.fresh()
+                fills[db] = api_db.fill(url, assets=args.assets, points=points)
+                print(f"[api] {db}: filled {fills[db]}", flush=True)
+                got, body, mem = run_matrix(db, url, configs, duration)
+                rows += got
+                common.RESULTS.mkdir(parents=True, exist_ok=True)
+                body_file.write_bytes(body)
+                memory.update(mem)
+                template.drop(url)
+    bare = bare_matrix(body, workers_list, duration)
+    by_workers = {r["workers"]: r["requests_per_s"] for r in bare}
+    for row in rows:
+        ceiling = by_workers.get(row["workers"])
+        row["ratio_to_bare"] = round(row["requests_per_s"] / ceiling, 3) if ceiling else None
+    result = {
+        "rows": rows + bare, "fills": fills, "duration_s": duration, "connections": CONNECTIONS,
+        "generator": loadgen.describe(), "api_rss": memory,
+        "command": "python -m bench.run_all api" + (" " + " ".join(argv) if argv else ""),
+    }  # fmt: skip
+    common.write_result("api", result)
+    if not args.bare_only:
+        _record_api_memory(memory)
+    return result
+
+
+def _record_api_memory(memory: dict[str, Any]) -> None:
+    previous = common.read_result("memory")
+    if previous is not None:
+        previous["api"] = memory
+        common.write_result(
+            "memory", {k: v for k, v in previous.items() if k not in ("part", "date", "machine")}
+        )
+
+
+def _line(row: dict[str, Any]) -> str:
+    return (
+        f"[api] {row['db']:8} {row['workers']}w cache={int(row.get('cache', True))} {row['endpoint'][:40]:40} "
+        f"inm={int(row['if_none_match'])} "
+        f"{row['requests_per_s']:>8,.0f} req/s p50 {row['p50_ms']} ms p99 {row['p99_ms']} ms "
+        f"errors {row['errors']}"
+    )
+
+
+if __name__ == "__main__":
+    if shutil.which("wrk") is None:
+        print("wrk not found")
+    main()

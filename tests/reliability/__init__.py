@@ -1,0 +1,1 @@
+"""Reliability and security suite: crashes, outages, flapping, drift, malformed files, fuzzing, load."""
