@@ -8,6 +8,7 @@ BOM, extra columns and quoted fields are handled, and a bad line is quarantined 
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import os
 import re
@@ -38,6 +39,7 @@ _OPTIONAL = set(CsvRow.model_fields) - _REQUIRED
 _HEADER_CLEAN = re.compile(r"[\s\-]+")
 
 
+@functools.lru_cache(maxsize=1024)
 def normalize_header(name: str) -> str:
     cleaned = _HEADER_CLEAN.sub("_", name.replace("\ufeff", "").strip().lower()).strip("_")
     return COLUMN_ALIASES.get(cleaned, cleaned)
@@ -77,6 +79,11 @@ def _same_file(state: dict[str, Any], path: Path) -> bool:
     if hashlib.blake2b(head, digest_size=8).hexdigest() != state.get("head"):
         return False
     return state.get("tail") is None or tail_hash(path, offset) == state["tail"]
+
+
+@functools.lru_cache(maxsize=64)
+def _canonical_names(headers: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(normalize_header(h) for h in headers)
 
 
 class _LineReader:
@@ -135,10 +142,11 @@ class CsvIngestion(BaseIngestion):
     def normalize(self, payload: Any) -> Any:
         if not isinstance(payload, dict):
             return payload
-        data: dict[str, Any] = {}
-        for header, cell in payload.items():
-            name = normalize_header(header)
-            data[name] = None if is_blank(cell) else cell
+        names = _canonical_names(tuple(payload))
+        data = {
+            name: None if is_blank(cell) else cell
+            for name, cell in zip(names, payload.values(), strict=True)
+        }
         for name in _OPTIONAL:
             data.setdefault(name, None)
         return data

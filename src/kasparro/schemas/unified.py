@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from datetime import datetime
 _NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 
 
+@functools.lru_cache(maxsize=65536)
 def normalize_name(name: str) -> str:
     """Case-, accent-, space- and punctuation-insensitive form of a coin name."""
     folded = unicodedata.normalize("NFKD", name).casefold()
