@@ -104,7 +104,7 @@ class Settings(BaseSettings):
     admin_api_key: SecretStr | None = None
     redis_url: SecretStr | None = None
     rate_limit_per_minute: int = Field(
-        0, ge=0, description="Requests per client per minute; 0 turns the limiter off."
+        600, ge=0, description="Requests per client per minute; 0 turns the limiter off."
     )
     cache_max_entries: int = Field(2048, ge=0)
     data_version_ttl: float = Field(

@@ -295,10 +295,12 @@ ClientFactory = Callable[..., TestClient]
 
 @pytest.fixture
 def make_client(make_settings: Callable[..., Settings]) -> Iterator[ClientFactory]:
-    """Build a TestClient over ``create_app`` (its own reader engine, lifespan run) with setting overrides."""
+    """Build a TestClient over ``create_app`` (its own reader engine, lifespan run) with setting
+    overrides. The rate limiter is off unless a test sets ``rate_limit_per_minute``."""
     clients: list[TestClient] = []
 
     def factory(*, engine: Engine | None = None, **overrides: Any) -> TestClient:
+        overrides.setdefault("rate_limit_per_minute", 0)
         client = TestClient(create_app(make_settings(**overrides), engine=engine))
         client.__enter__()
         clients.append(client)

@@ -150,6 +150,7 @@ def test_no_secret_in_any_response(
         "coingecko_api_key": "cg-very-secret-123",
         "coinpaprika_api_key": "cp-very-secret-456",
     }
+    db_password = "db-very-secret-789"
     with engine.begin() as conn:
         conn.execute(
             sa.insert(EtlRun).values(
@@ -157,11 +158,14 @@ def test_no_secret_in_any_response(
                 status="failed",
                 trigger="api",
                 started_at=NOW,
-                error="401 for key cg-very-secret-123 at upstream",
+                error=f"401 for key cg-very-secret-123 at upstream; db {db_password}",
             )
         )
     _install(monkeypatch, FakeRunPass())
-    client = make_client(**secrets)
+    # the reader URL only carries the password into the settings; the test engine does the reading
+    reader = f"postgresql+psycopg://kasparro:{db_password}@127.0.0.1:1/unused"
+    client = make_client(engine=engine, database_read_url=reader, **secrets)
+    assert db_password in client.app.state.services.settings.secret_values()  # type: ignore[attr-defined]
     paths = [
         "/",
         "/health",
@@ -201,7 +205,7 @@ def test_no_secret_in_any_response(
         403,
     ]
     for response in responses:
-        for secret in secrets.values():
+        for secret in [*secrets.values(), db_password]:
             assert secret not in response.text
             assert all(secret not in value for value in response.headers.values())
     assert "***" in client.get("/runs/7").json()["run"]["error"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from kasparro.config import Settings
 from kasparro.db.models import DataVersion, EtlRun, UnifiedCrypto
 from kasparro.observability.logging import JsonFormatter
 from tests.api.conftest import NOW, ClientFactory, Seeded, TestClient, bump_version
@@ -123,9 +124,11 @@ def test_rate_limit_answers_429_with_retry_after(make_client: ClientFactory) -> 
         assert other.get("/").status_code == 200, "limits are per client"
 
 
-def test_rate_limit_off_by_default(client: TestClient) -> None:
-    assert all(client.get("/health/live").status_code == 200 for _ in range(30))
-    assert all(client.get("/").status_code == 200 for _ in range(30))
+def test_rate_limit_is_on_by_default_and_zero_turns_it_off(
+    make_settings: Callable[..., Settings], client: TestClient
+) -> None:
+    assert make_settings().rate_limit_per_minute == 600
+    assert all(client.get("/").status_code == 200 for _ in range(30)), "the fixture sets 0"
 
 
 def test_cache_hit_etag_and_304(client: TestClient, seeded: Seeded) -> None:
@@ -287,12 +290,12 @@ def test_database_down_health_is_503_but_liveness_and_root_answer(
 def test_unexpected_errors_become_500_with_the_error_shape(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from kasparro.db import queries
+    from kasparro.db import status_queries
 
     def explode(**_: object) -> None:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(queries, "list_drift", explode)
+    monkeypatch.setattr(status_queries, "list_drift", explode)
     response = client.get("/drift", headers={"X-Request-ID": "boom-1"})
     assert response.status_code == 500
     assert response.json() == {

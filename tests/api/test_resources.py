@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy import Engine
 
-from tests.api.conftest import NOW, Seeded, TestClient
+from kasparro.db.models import AssetSource, UnifiedCrypto
+from tests.api.conftest import NOW, ClientFactory, Seeded, TestClient, bump_version
 
 
 def _ok(client: TestClient, path: str, **params: Any) -> dict[str, Any]:
@@ -172,12 +175,88 @@ def test_assets_list_filter_and_walk(client: TestClient, seeded: Seeded) -> None
     assert ids == list(range(1, 9))
 
 
-def test_asset_detail_consensus_and_spread(client: TestClient, seeded: Seeded) -> None:
-    body = _ok(client, "/assets/1")
+# the seeded records are from 2024: a staleness limit of ~300 years keeps them fresh
+FOREVER = 1e10
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"flagged": "true"}, [8]),
+        ({"flagged": "false"}, list(range(1, 8))),
+        ({"source": "csv"}, list(range(1, 8))),
+        ({"source": "csv", "symbol": "btc"}, [1, 7]),
+        ({"source": "csv", "flagged": "true"}, []),
+    ],
+)
+def test_assets_filter_by_source_and_flag(
+    client: TestClient, seeded: Seeded, params: dict[str, Any], expected: list[int]
+) -> None:
+    body = _ok(client, "/assets", **params)
+    assert [a["id"] for a in body["data"]] == expected
+    assert body["pagination"]["total"] == len(expected)
+    if "source" in params:
+        assert all(params["source"] in a["sources"] for a in body["data"])
+
+
+def test_assets_source_filter_follows_the_source_mapping(
+    client: TestClient, engine: Engine, seeded: Seeded
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sa.delete(AssetSource).where(
+                AssetSource.asset_id == 2, AssetSource.source == "coingecko"
+            )
+        )
+    bump_version(engine)
+    ids = [a["id"] for a in _ok(client, "/assets", source="coingecko")["data"]]
+    assert ids == [1, 3, 4, 5, 6, 7]
+
+
+@pytest.mark.parametrize(
+    ("settings", "consensus", "spread", "used"),
+    [
+        ({"stale_after": FOREVER}, 60000.0, 2.0, ["coingecko", "coinpaprika", "csv"]),
+        (
+            {"stale_after": FOREVER, "sources": ["csv", "coingecko"]},
+            60000.0,
+            2.0,
+            ["coingecko", "csv"],
+        ),
+        ({"stale_after": FOREVER, "sources": ["coinpaprika"]}, 60000.0, None, ["coinpaprika"]),
+        ({"stale_after": 3600}, None, None, []),  # every record is stale
+    ],
+)
+def test_asset_detail_consensus_over_fresh_records_of_enabled_sources(
+    make_client: ClientFactory,
+    seeded: Seeded,
+    settings: dict[str, Any],
+    consensus: float | None,
+    spread: float | None,
+    used: list[str],
+) -> None:
+    body = _ok(make_client(**settings), "/assets/1")
     assert body["asset"]["symbol"] == "BTC"
     assert sorted(r["source"] for r in body["records"]) == ["coingecko", "coinpaprika", "csv"]
-    assert body["consensus_price_usd"] == pytest.approx(60000.0)
-    assert body["spread_pct"] == pytest.approx(2.0)
+    assert body["consensus_sources"] == used
+    assert body["consensus_price_usd"] == (pytest.approx(consensus) if consensus else None)
+    assert body["spread_pct"] == (pytest.approx(spread) if spread else None)
+
+
+def test_consensus_skips_only_the_stale_source(
+    make_client: ClientFactory, engine: Engine, seeded: Seeded
+) -> None:
+    now = datetime.now(UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(UnifiedCrypto)
+            .where(UnifiedCrypto.asset_id == 1, UnifiedCrypto.source != "csv")
+            .values(ingested_at=now, source_updated_at=now)
+        )
+    body = _ok(make_client(stale_after=3600), "/assets/1")
+    assert body["consensus_sources"] == ["coingecko", "coinpaprika"]
+    assert body["consensus_price_usd"] == pytest.approx(60300.0)
+    assert body["spread_pct"] == pytest.approx(600 / 60300 * 100)
 
 
 def test_asset_without_prices_has_no_consensus(client: TestClient, seeded: Seeded) -> None:

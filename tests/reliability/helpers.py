@@ -45,6 +45,7 @@ def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
         KASPARRO_RETRY_MIN_WAIT=str(settings.retry_min_wait),
         KASPARRO_RETRY_MAX_WAIT=str(settings.retry_max_wait),
         KASPARRO_HTTP_TIMEOUT=str(settings.http_timeout),
+        KASPARRO_RATE_LIMIT_PER_MINUTE=str(settings.rate_limit_per_minute),
         KASPARRO_LOG_LEVEL="WARNING",
     )
     env.update(extra)

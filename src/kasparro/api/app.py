@@ -10,9 +10,10 @@ from sqlalchemy import Engine
 from starlette.middleware.cors import CORSMiddleware
 
 from kasparro import __version__
-from kasparro.api.cache import DataVersionTracker, build_cache
+from kasparro.api.cache import DataVersionTracker, TotalsCache, build_cache
 from kasparro.api.deps import ApiServices
 from kasparro.api.errors import install_exception_handlers
+from kasparro.api.history import window_cache_token
 from kasparro.api.middleware import (
     RateLimitMiddleware,
     RequestContextMiddleware,
@@ -20,6 +21,7 @@ from kasparro.api.middleware import (
 )
 from kasparro.api.responses import JsonResponse
 from kasparro.api.routes import assets, data, drift, health, metrics, root, runs, stats
+from kasparro.api.scrub import Scrubber
 from kasparro.api.trigger import RunTrigger
 from kasparro.config import Settings
 from kasparro.db.engine import make_engine
@@ -51,6 +53,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         cache=build_cache(redis_url=redis_url, max_entries=settings.cache_max_entries),
         metrics=ApiMetrics(engine),
         trigger=RunTrigger(settings),
+        scrub=Scrubber(settings.secret_values()),
+        totals=TotalsCache(settings.cache_max_entries),
     )
 
     @asynccontextmanager
@@ -81,6 +85,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         cache=services.cache,
         tracker=services.tracker,
         prefixes=CACHED_PREFIXES,
+        key_extra=window_cache_token,
     )
     app.add_middleware(RateLimitMiddleware, per_minute=settings.rate_limit_per_minute)
     app.add_middleware(

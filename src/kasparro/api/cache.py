@@ -44,18 +44,26 @@ class DataVersionTracker:
             return self._state
         return None
 
+    def observe(self, state: DataState) -> None:
+        """Adopt a newer state that a request read in its own snapshot, so later cache hits are
+        never labelled with an older version than a response this process already sent."""
+        with self._lock:
+            if self._state is None or state.version > self._state.version:
+                self._state = state
+                self._read_at = time.monotonic()
+
     def current(self) -> DataState:
-        """The state, re-read from the database when the TTL has passed (one reader at a time)."""
+        """The state, re-read from the database when the TTL has passed. The lock is never held
+        while waiting for the database, so a slow read cannot stall requests that only observe."""
         state = self.fresh()
         if state is not None:
             return state
+        with self.engine.connect() as conn:
+            version, token = queries.read_data_state(conn=conn)
+        read = DataState(version=version, token=token)
         with self._lock:
-            state = self.fresh()
-            if state is not None:
-                return state
-            with self.engine.connect() as conn:
-                version, token = queries.read_data_state(conn=conn)
-            self._state = DataState(version=version, token=token)
+            if self._state is None or read.version >= self._state.version:
+                self._state = read
             self._read_at = time.monotonic()
             return self._state
 
@@ -162,7 +170,55 @@ def normalize_query(query_string: bytes) -> str:
     return urlencode(sorted(pairs))
 
 
-def cache_key(path: str, query_string: bytes, token: str) -> str:
-    """A short digest of (data state, path, normalized query); also the ETag."""
-    material = f"{token}|{path}?{normalize_query(query_string)}".encode()
+def cache_key(path: str, query_string: bytes, token: str, extra: str = "") -> str:
+    """A short digest of (data state, path, normalized query, extra); also the ETag's value."""
+    material = f"{token}|{path}?{normalize_query(query_string)}|{extra}".encode()
     return hashlib.blake2b(material, digest_size=16).hexdigest()
+
+
+def etag_for(key: str) -> str:
+    """A weak ETag: bodies of equal data differ in ``meta`` (request id, latency)."""
+    return f'W/"{key}"'
+
+
+def etag_matches(if_none_match: str | None, key: str) -> bool:
+    """Whether an ``If-None-Match`` list names ``key`` (weak comparison) or is ``*``."""
+    if not if_none_match:
+        return False
+    for candidate in if_none_match.split(","):
+        tag = candidate.strip()
+        if tag == "*":
+            return True
+        if tag.startswith(("W/", "w/")):
+            tag = tag[2:]
+        if tag == f'"{key}"':
+            return True
+    return False
+
+
+class TotalsCache:
+    """Row counts per (data state, query), so walking pages counts the matches once per version.
+
+    Used from the routes' worker threads, hence the lock; bounded like the response cache.
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[tuple[str, ...], int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, ...]) -> int | None:
+        with self._lock:
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+            return value
+
+    def set(self, key: tuple[str, ...], value: int) -> None:
+        if self.max_entries <= 0:
+            return
+        with self._lock:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)

@@ -8,6 +8,8 @@ from typing import Any
 REQUEST_ID_KEY = "kasparro.request_id"
 STARTED_KEY = "kasparro.started"
 DATA_STATE_KEY = "kasparro.data_state"
+#: a callable turning a data-state token into this request's cache key
+REKEY_KEY = "kasparro.rekey"
 CACHE_KEY_KEY = "kasparro.cache_key"
 CACHE_STORE_KEY = "kasparro.cache_store"
 ROUTE_KEY = "kasparro.route"

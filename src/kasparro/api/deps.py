@@ -8,7 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from sqlalchemy import Engine
 
-from kasparro.api.cache import DataVersionTracker, ResponseCache
+from kasparro.api.cache import DataVersionTracker, ResponseCache, TotalsCache
+from kasparro.api.scrub import Scrubber
 from kasparro.api.trigger import RunTrigger
 from kasparro.config import Settings
 from kasparro.observability.metrics import ApiMetrics
@@ -24,6 +25,8 @@ class ApiServices:
     cache: ResponseCache
     metrics: ApiMetrics
     trigger: RunTrigger
+    scrub: Scrubber
+    totals: TotalsCache
 
 
 async def get_services(request: Request) -> ApiServices:
@@ -51,6 +54,24 @@ async def get_engine(services: ServicesDep) -> Engine:
 EngineDep = Annotated[Engine, Depends(get_engine)]
 
 
+async def get_scrubber(services: ServicesDep) -> Scrubber:
+    return services.scrub
+
+
+ScrubDep = Annotated[Scrubber, Depends(get_scrubber)]
+
+
+async def get_totals(services: ServicesDep) -> TotalsCache:
+    return services.totals
+
+
+TotalsDep = Annotated[TotalsCache, Depends(get_totals)]
+
+
+# a cursor carries one sort value: a 255-character name of 4-byte characters is ~1.4 kB of base64
+MAX_CURSOR_LENGTH = 4096
+
+
 @dataclass(frozen=True)
 class PageParams:
     limit: int
@@ -65,7 +86,7 @@ async def get_page_params(
     cursor: Annotated[
         str | None,
         Query(
-            max_length=512,
+            max_length=MAX_CURSOR_LENGTH,
             pattern=r"^[A-Za-z0-9_\-=]+$",
             description="Opaque `next_cursor` from the previous page.",
             examples=["WyJpZCIsNTAsNTBd"],

@@ -7,24 +7,33 @@ import math
 import re
 import time
 import uuid
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from kasparro.api.cache import CachedBody, DataVersionTracker, ResponseCache, cache_key
+from kasparro.api.cache import (
+    CachedBody,
+    DataVersionTracker,
+    ResponseCache,
+    cache_key,
+    etag_for,
+    etag_matches,
+)
 from kasparro.api.context import (
     CACHE_KEY_KEY,
     CACHE_STORE_KEY,
     DATA_STATE_KEY,
+    REKEY_KEY,
     REQUEST_ID_KEY,
     ROUTE_KEY,
     STARTED_KEY,
     route_template,
 )
 from kasparro.api.errors import error_body
+from kasparro.api.ratelimit import TokenBuckets
 from kasparro.observability.logging import log_context
 from kasparro.observability.metrics import ApiMetrics
 
@@ -146,41 +155,22 @@ class RateLimitMiddleware:
         exempt: tuple[str, ...] = ("/health/live", "/metrics"),
     ) -> None:
         self.app = app
-        self.capacity = float(per_minute)
-        self.refill_per_second = per_minute / 60.0
+        self.buckets = TokenBuckets(per_minute)
         self.exempt = exempt
-        self._buckets: dict[str, tuple[float, float]] = {}
-
-    def _take(self, client: str) -> float:
-        """Take a token; return 0 if allowed, else the seconds until one is available."""
-        now = time.monotonic()
-        tokens, last = self._buckets.get(client, (self.capacity, now))
-        tokens = min(self.capacity, tokens + (now - last) * self.refill_per_second)
-        if tokens >= 1.0:
-            self._buckets[client] = (tokens - 1.0, now)
-            if len(self._buckets) > 10_000:
-                self._prune(now)
-            return 0.0
-        self._buckets[client] = (tokens, now)
-        return (1.0 - tokens) / self.refill_per_second
-
-    def _prune(self, now: float) -> None:
-        full_after = self.capacity / self.refill_per_second
-        self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < full_after}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.capacity <= 0 or scope["path"] in self.exempt:
+        if scope["type"] != "http" or not self.buckets.enabled or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
-        wait = self._take(client[0] if client else "unknown")
+        wait = self.buckets.take(client[0] if client else "unknown")
         if wait <= 0:
             await self.app(scope, receive, send)
             return
         retry_after = str(max(1, math.ceil(wait)))
         body = error_body(
             "rate_limited",
-            f"rate limit of {int(self.capacity)} requests per minute exceeded",
+            f"rate limit of {int(self.buckets.capacity)} requests per minute exceeded",
             details={"retry_after_seconds": int(retry_after)},
             request_id=scope.get(REQUEST_ID_KEY),
         )
@@ -202,11 +192,13 @@ class ResponseCacheMiddleware:
         cache: ResponseCache,
         tracker: DataVersionTracker,
         prefixes: tuple[str, ...],
+        key_extra: Callable[[str, bytes], str] | None = None,
     ) -> None:
         self.app = app
         self.cache = cache
         self.tracker = tracker
         self.prefixes = prefixes
+        self.key_extra = key_extra
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -223,15 +215,18 @@ class ResponseCacheMiddleware:
             except Exception:  # the route will meet the same failure and answer 503
                 await self.app(scope, receive, send)
                 return
-        key = cache_key(scope["path"], scope["query_string"], state.token)
-        etag = f'"{key}"'.encode()
+        path, query = scope["path"], scope["query_string"]
+        extra = self.key_extra(path, query) if self.key_extra else ""
+        key = cache_key(path, query, state.token, extra)
         scope[DATA_STATE_KEY] = state
         scope[CACHE_KEY_KEY] = key
-        headers = [(b"etag", etag), (b"cache-control", b"no-cache")]
+        scope[REKEY_KEY] = lambda token: cache_key(path, query, token, extra)
+        headers = [(b"etag", etag_for(key).encode()), (b"cache-control", b"no-cache")]
         entry = await self.cache.get(key)
         if entry is not None:
             scope[ROUTE_KEY] = entry.route
-            if _header(scope, b"if-none-match") in (etag, b"W/" + etag, b"*"):
+            given = _header(scope, b"if-none-match")
+            if given is not None and etag_matches(given.decode("latin-1"), key):
                 await _send_bytes(send, 304, b"", headers)
                 return
             body = splice_meta(
@@ -259,4 +254,6 @@ class ResponseCacheMiddleware:
         await self.app(scope, receive, watch)
         prefix = scope.get(CACHE_STORE_KEY)
         if status in (200, 304) and isinstance(prefix, bytes):
-            await self.cache.set(key, CachedBody(route=route_template(scope), prefix=prefix))
+            # the route may have re-keyed the entry to the data state its snapshot actually saw
+            stored_key = scope.get(CACHE_KEY_KEY, key)
+            await self.cache.set(stored_key, CachedBody(route=route_template(scope), prefix=prefix))

@@ -39,7 +39,7 @@ def _check(value: Any, kind: ValueKind) -> Any:
         return value
     if kind == "float" and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    if kind == "str" and isinstance(value, str) and len(value) <= 255 and "\x00" not in value:
+    if kind == "str" and isinstance(value, str) and "\x00" not in value:
         return value
     if kind == "datetime" and isinstance(value, str):
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -11,12 +12,15 @@ from typing import Any
 from sqlalchemy import Engine
 
 from kasparro.api.errors import ApiError
+from kasparro.api.ratelimit import TokenBuckets
 from kasparro.config import Settings
 from kasparro.db.engine import make_engine
 from kasparro.observability.logging import log_context
 
 log = logging.getLogger("kasparro.api.trigger")
 RunPass = Callable[..., Any]
+# failed admin-key checks a client may make per minute before it is answered 429
+AUTH_FAILURES_PER_MINUTE = 10
 
 
 class RunTrigger:
@@ -28,19 +32,39 @@ class RunTrigger:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._engine: Engine | None = None
+        self.auth_failures = TokenBuckets(AUTH_FAILURES_PER_MINUTE)
 
     @property
     def enabled(self) -> bool:
         key = self.settings.admin_api_key
         return key is not None and bool(key.get_secret_value())
 
-    def authorize(self, given: str | None) -> None:
-        """404 when disabled, 401 without a key, 403 with a wrong one (constant-time comparison)."""
+    def authorize(self, given: str | None, *, client: str = "unknown") -> None:
+        """404 when disabled, 401 without a key, 403 with a wrong one (constant-time comparison),
+        429 once ``client`` has failed more than ``AUTH_FAILURES_PER_MINUTE`` times a minute."""
         key = self.settings.admin_api_key
         if key is None or not key.get_secret_value():
             raise ApiError(
                 404, "not_found", "triggering runs is disabled (KASPARRO_ADMIN_API_KEY is unset)"
             )
+        wait = self.auth_failures.blocked_for(client)
+        if wait > 0:
+            retry_after = max(1, math.ceil(wait))
+            raise ApiError(
+                429,
+                "rate_limited",
+                "too many failed API key attempts",
+                details={"retry_after_seconds": retry_after},
+                headers={"Retry-After": str(retry_after)},
+            )
+        try:
+            self._check(given, key.get_secret_value())
+        except ApiError:
+            self.auth_failures.take(client)
+            raise
+
+    @staticmethod
+    def _check(given: str | None, expected_key: str) -> None:
         if not given:
             raise ApiError(
                 401,
@@ -48,8 +72,7 @@ class RunTrigger:
                 "missing X-API-Key header",
                 headers={"WWW-Authenticate": "X-API-Key"},
             )
-        expected = key.get_secret_value().encode()
-        if not hmac.compare_digest(given.encode(), expected):
+        if not hmac.compare_digest(given.encode(), expected_key.encode()):
             raise ApiError(403, "forbidden", "invalid API key")
 
     @property

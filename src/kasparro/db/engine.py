@@ -83,6 +83,8 @@ def make_engine(
         return engine
     return create_engine(
         url,
+        # readers see one snapshot per transaction, so a response never mixes two commits
+        isolation_level="READ COMMITTED" if writer else "REPEATABLE READ",
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
         pool_size=pool_size,

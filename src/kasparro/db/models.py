@@ -174,6 +174,16 @@ class UnifiedCrypto(Base):
     )
 
 
+# The API's default sort (-market_cap_usd with NULLs last, then -id) as one index scan. SQLite
+# cannot declare NULLS LAST in an index (its DESC puts NULLs last anyway), so migration 0002
+# creates it there without the clause and create_all() emits it only on PostgreSQL.
+Index(
+    "ix_unified_crypto_market_cap_desc_id",
+    UnifiedCrypto.market_cap_usd.desc().nulls_last(),
+    UnifiedCrypto.id.desc(),
+).ddl_if(dialect="postgresql")
+
+
 class PriceHistory(Base):
     """Every distinct observation of an asset by a source, once."""
 

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from kasparro.db.models import EtlRun, Quarantine, SchemaDrift, utcnow
+from kasparro.db.repository import bump_data_version
 
 FINAL_STATUSES = ("success", "partial", "failed", "interrupted")
 HOSTNAME = socket.gethostname()
@@ -69,6 +70,7 @@ def start_run(engine: Engine, *, source: str, trigger: str) -> int:
             )
             .returning(EtlRun.id)
         ).scalar_one()
+        bump_data_version(conn=conn)  # the API serves run history and status
     return int(run_id)
 
 
@@ -114,6 +116,7 @@ def finish_run(
                 retries=retries,
             )
         )
+        bump_data_version(conn=conn)
 
 
 def without_nul(value: Any) -> Any:
@@ -236,4 +239,5 @@ def mark_stale_runs_interrupted(engine: Engine, *, now: datetime | None = None) 
                     error="process ended before the run finished",
                 )
             )
+            bump_data_version(conn=conn)
     return len(dead)

@@ -376,8 +376,8 @@ class BaseIngestion(ABC):
             runs.record_drift(conn=conn, source=self.name, run_id=self.run_id or 0, events=drift)
             self._save_checkpoint(conn, batch, prepared)
             runs.add_batch_counts(conn=conn, run_id=self.run_id or 0, counts=counts)
-            if prepared:
-                repo.bump_data_version(conn=conn)
+            # every batch moves the run's counters, which the API serves too
+            repo.bump_data_version(conn=conn)
         self._identity.commit()
         return counts, prepared
 

@@ -28,13 +28,20 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
-from kasparro.db import queries
+from kasparro.db import queries, status_queries
 
 log = logging.getLogger("kasparro.metrics")
 
 HTTP_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 RUN_DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 RECORD_STAGES = ("fetched", "loaded", "unchanged", "quarantined")
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """The request method as a metric label: the standard ones, everything else ``OTHER``."""
+    upper = method.upper()
+    return upper if upper in HTTP_METHODS else "OTHER"
 
 
 class EtlCollector(Collector):
@@ -63,16 +70,23 @@ class EtlCollector(Collector):
 
     def _families(self) -> list[Metric]:
         with self.engine.connect() as conn:
-            totals = queries.run_totals(conn=conn)
-            durations = queries.duration_histogram(conn=conn, bounds=RUN_DURATION_BUCKETS)
-            counts = queries.counts_by_source(conn=conn)
-            successes = queries.last_successes(conn=conn)
-            breaker_rows = queries.breakers(conn=conn)
+            totals = status_queries.run_totals(conn=conn)
+            durations = status_queries.duration_histogram(conn=conn, bounds=RUN_DURATION_BUCKETS)
+            counts = status_queries.counts_by_source(conn=conn)
+            successes = status_queries.last_successes(conn=conn)
+            breaker_rows = status_queries.breakers(conn=conn)
             version, _ = queries.read_data_state(conn=conn)
 
+        # a running run changes status when it ends: counting it would make the counter go down
         runs = CounterMetricFamily(
-            "kasparro_etl_runs", "ETL runs by source and final status.", labels=["source", "status"]
+            "kasparro_etl_runs",
+            "Finished ETL runs by source and final status.",
+            labels=["source", "status"],
         )
+        in_progress = GaugeMetricFamily(
+            "kasparro_etl_runs_in_progress", "ETL runs currently running.", labels=["source"]
+        )
+        running: dict[str, int] = {}
         records = CounterMetricFamily(
             "kasparro_etl_records",
             "Records handled by ETL runs, by stage.",
@@ -80,7 +94,12 @@ class EtlCollector(Collector):
         )
         per_stage: dict[tuple[str, str], int] = {}
         for row in totals:
-            runs.add_metric([row["source"], row["status"]], int(row["runs"]))
+            source = str(row["source"])
+            running.setdefault(source, 0)
+            if row["status"] == "running":
+                running[source] += int(row["runs"])
+            else:
+                runs.add_metric([source, row["status"]], int(row["runs"]))
             for stage in RECORD_STAGES:
                 key = (str(row["source"]), stage)
                 per_stage[key] = per_stage.get(key, 0) + int(row[stage])
@@ -128,8 +147,11 @@ class EtlCollector(Collector):
 
         data_version = GaugeMetricFamily("kasparro_data_version", "Current data version counter.")
         data_version.add_metric([], version)
+        for source, value in sorted(running.items()):
+            in_progress.add_metric([source], value)
         return [
             runs,
+            in_progress,
             records,
             duration,
             drift,
@@ -167,8 +189,9 @@ class ApiMetrics:
         GCCollector(registry=self.registry)
 
     def observe(self, *, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        label = method_label(method)
+        self.requests.labels(label, route, str(status)).inc()
+        self.latency.labels(label, route).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 
 from kasparro.db.models import Base, UTCDateTime
+from kasparro.db.repository import bump_data_version
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,8 @@ class CircuitBreaker:
                 )
                 .values(state=HALF_OPEN, updated_at=now)
             ).rowcount
+            if won:
+                bump_data_version(conn=conn)  # /stats and /health show breaker states
         if won:
             log.info(
                 "circuit breaker of %s is half-open: allowing one probe run",
@@ -88,6 +91,7 @@ class CircuitBreaker:
         """Record a finished run: success closes the breaker, failure counts towards opening it."""
         now = _utc(now)
         with self.engine.begin() as conn:
+            bump_data_version(conn=conn)  # /stats and /health show breaker states
             if success:
                 self._upsert(
                     conn,

@@ -7,10 +7,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from kasparro.api.deps import EngineDep, PageDep
+from kasparro.api.deps import EngineDep, PageDep, TotalsDep
 from kasparro.api.errors import ERROR_RESPONSES
 from kasparro.api.pagination import ValueKind, decode_cursor, pagination
-from kasparro.api.responses import render
+from kasparro.api.responses import read_snapshot, render, totals_key
 from kasparro.api.routes.params import MAX_ID, PRINTABLE, SourceFilter, SymbolFilter
 from kasparro.db import queries
 from kasparro.schemas.api import META_PENDING, DataPublic, RecordPublic
@@ -54,6 +54,7 @@ SORT_KINDS: dict[str, ValueKind] = {
 def list_data(
     request: Request,
     engine: EngineDep,
+    totals: TotalsDep,
     page: PageDep,
     symbol: SymbolFilter = None,
     source: SourceFilter = None,
@@ -113,7 +114,18 @@ def list_data(
     Pass `next_cursor` back as `cursor` to walk every row exactly once; `page`/`offset` are kept
     for compatibility.
     """
-    with engine.connect() as conn:
+    with read_snapshot(request, engine) as conn:
+        count_key = totals_key(
+            request,
+            "data",
+            symbol=symbol,
+            source=source,
+            asset_id=asset_id,
+            coin_id=coin_id,
+            min_price=min_price,
+            max_price=max_price,
+            min_market_cap=min_market_cap,
+        )
         column = sort.lstrip("-")
         after = (
             decode_cursor(page.cursor, spec=sort, kind=SORT_KINDS[column]) if page.cursor else None
@@ -132,7 +144,9 @@ def list_data(
             after=after,
             offset=page.offset,
             limit=page.limit,
+            total=totals.get(count_key),
         )
+        totals.set(count_key, result.total)
         payload = DataPublic(
             data=[RecordPublic.model_validate(row) for row in result.rows],
             pagination=pagination(result, limit=page.limit, spec=sort, key=column),

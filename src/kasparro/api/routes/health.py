@@ -16,9 +16,10 @@ from kasparro.api.context import request_id_of
 from kasparro.api.deps import ServicesDep
 from kasparro.api.responses import JsonResponse
 from kasparro.config import Settings
-from kasparro.db import queries
+from kasparro.db import status_queries as queries
 from kasparro.pipeline.schedule import parse_schedule
-from kasparro.schemas.api import DatabaseHealth, HealthPublic, LivePublic, SourceHealth
+from kasparro.schemas.api import LivePublic
+from kasparro.schemas.api_status import DatabaseHealth, HealthPublic, SourceHealth
 
 router = APIRouter(tags=["health"])
 

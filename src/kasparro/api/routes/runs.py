@@ -9,19 +9,18 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from starlette.responses import Response
 
 from kasparro.api.context import request_id_of
-from kasparro.api.deps import EngineDep, PageDep, ServicesDep, SettingsDep
+from kasparro.api.deps import EngineDep, PageDep, ScrubDep, ServicesDep, TotalsDep
 from kasparro.api.errors import ERROR_RESPONSES, ApiError
 from kasparro.api.pagination import decode_cursor, pagination
-from kasparro.api.responses import JsonResponse, render
+from kasparro.api.responses import JsonResponse, read_snapshot, render, totals_key
 from kasparro.api.routes.params import MAX_ID, SourceFilter, StatusFilter
-from kasparro.config import Settings
-from kasparro.db import queries
-from kasparro.schemas.api import (
-    META_PENDING,
+from kasparro.api.scrub import Scrubber
+from kasparro.db import status_queries as queries
+from kasparro.schemas.api import META_PENDING, ErrorPublic
+from kasparro.schemas.api_status import (
     AssetRef,
     CountDiff,
     DriftPublic,
-    ErrorPublic,
     PriceMove,
     RunComparePublic,
     RunDetailPublic,
@@ -39,15 +38,18 @@ COUNTERS = ("fetched", "loaded", "unchanged", "quarantined", "drift_events", "re
 RunId = Annotated[int, Path(ge=1, le=MAX_ID, description="Run id.", examples=[7])]
 
 
-def run_public(row: queries.Row, settings: Settings) -> RunPublic:
+def run_public(row: queries.Row, scrub: Scrubber) -> RunPublic:
     """A run as served: its error text scrubbed of every configured secret."""
     run = RunPublic.model_validate(row)
-    if run.error:
-        error = run.error
-        for secret in settings.secret_values():
-            error = error.replace(secret, "***")
-        run.error = error
+    run.error = scrub(run.error)
     return run
+
+
+def drift_public(row: queries.Row, scrub: Scrubber) -> DriftPublic:
+    """A drift event as served: its sample value scrubbed of every configured secret."""
+    event = DriftPublic.model_validate(row)
+    event.sample_value = scrub(event.sample_value)
+    return event
 
 
 def _load_run(conn: Any, run_id: int) -> queries.Row:
@@ -61,13 +63,15 @@ def _load_run(conn: Any, run_id: int) -> queries.Row:
 def list_runs(
     request: Request,
     engine: EngineDep,
-    settings: SettingsDep,
+    scrub: ScrubDep,
+    totals: TotalsDep,
     page: PageDep,
     source: SourceFilter = None,
     status: StatusFilter = None,
 ) -> Response:
     """Runs newest first, optionally filtered by source and status."""
-    with engine.connect() as conn:
+    with read_snapshot(request, engine) as conn:
+        count_key = totals_key(request, "runs", source=source, status=status)
         after = decode_cursor(page.cursor, spec="-id", kind="int")[1] if page.cursor else None
         result = queries.list_runs(
             conn=conn,
@@ -76,9 +80,11 @@ def list_runs(
             after_id=after,
             offset=page.offset,
             limit=page.limit,
+            total=totals.get(count_key),
         )
+        totals.set(count_key, result.total)
         payload = RunsPublic(
-            data=[run_public(row, settings) for row in result.rows],
+            data=[run_public(row, scrub) for row in result.rows],
             pagination=pagination(result, limit=page.limit, spec="-id", key="id"),
             meta=META_PENDING,
         )
@@ -94,7 +100,7 @@ def list_runs(
 def compare_runs(
     request: Request,
     engine: EngineDep,
-    settings: SettingsDep,
+    scrub: ScrubDep,
     a: Annotated[int, Query(ge=1, le=MAX_ID, description="The earlier run.", examples=[6])],
     b: Annotated[
         int, Query(ge=1, le=MAX_ID, description="The later run (same source).", examples=[7])
@@ -114,7 +120,7 @@ def compare_runs(
     ] = 100,
 ) -> Response:
     """What changed between two runs of one source: counters, assets added or removed, prices that moved."""
-    with engine.connect() as conn:
+    with read_snapshot(request, engine) as conn:
         run_a, run_b = _load_run(conn, a), _load_run(conn, b)
         if run_a["source"] != run_b["source"]:
             raise ApiError(
@@ -163,8 +169,8 @@ def compare_runs(
             ]
 
         payload = RunComparePublic(
-            a=run_public(run_a, settings),
-            b=run_public(run_b, settings),
+            a=run_public(run_a, scrub),
+            b=run_public(run_b, scrub),
             counts=counts,
             threshold_pct=threshold,
             assets_added=refs(seen_b, seen_b.keys() - seen_a.keys()),
@@ -178,15 +184,13 @@ def compare_runs(
 @router.get(
     "/runs/{run_id}", response_model=RunDetailPublic, responses=_NOT_FOUND, summary="One run"
 )
-def get_run(request: Request, engine: EngineDep, settings: SettingsDep, run_id: RunId) -> Response:
+def get_run(request: Request, engine: EngineDep, scrub: ScrubDep, run_id: RunId) -> Response:
     """One run with the drift events it detected and how many of its records were quarantined."""
-    with engine.connect() as conn:
+    with read_snapshot(request, engine) as conn:
         row = _load_run(conn, run_id)
         payload = RunDetailPublic(
-            run=run_public(row, settings),
-            drift=[
-                DriftPublic.model_validate(d) for d in queries.run_drift(conn=conn, run_id=run_id)
-            ],
+            run=run_public(row, scrub),
+            drift=[drift_public(d, scrub) for d in queries.run_drift(conn=conn, run_id=run_id)],
             quarantine_count=queries.run_quarantine_count(conn=conn, run_id=run_id),
             meta=META_PENDING,
         )
@@ -200,6 +204,7 @@ _TRIGGER_ERRORS: dict[int | str, dict[str, Any]] = {
         (403, "X-API-Key wrong."),
         (404, "Disabled: no admin key configured."),
         (409, "A pass started through the API is still running."),
+        (429, "Too many failed X-API-Key attempts from this client."),
     )
 }
 
@@ -225,7 +230,8 @@ def trigger_run(
     ] = None,
 ) -> Response:
     """Start one ETL pass in the background. Needs `X-API-Key`; disabled (404) when no admin key is set."""
-    services.trigger.authorize(x_api_key)
+    client = request.client.host if request.client else "unknown"
+    services.trigger.authorize(x_api_key, client=client)
     enabled = services.settings.sources
     sources: list[str] = (
         list(dict.fromkeys(body.sources)) if body and body.sources else list(enabled)

@@ -7,12 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from kasparro.api.deps import EngineDep, SettingsDep
+from kasparro.api.deps import EngineDep, ScrubDep, SettingsDep
 from kasparro.api.errors import ERROR_RESPONSES
-from kasparro.api.responses import render
+from kasparro.api.responses import read_snapshot, render
 from kasparro.api.routes.runs import run_public
-from kasparro.db import queries
-from kasparro.schemas.api import META_PENDING, BreakerPublic, SourceStats, StatsPublic, StatsTotals
+from kasparro.db import status_queries as queries
+from kasparro.schemas.api import META_PENDING
+from kasparro.schemas.api_status import BreakerPublic, SourceStats, StatsPublic, StatsTotals
 
 router = APIRouter(tags=["stats"], responses=ERROR_RESPONSES)
 _CLOSED = BreakerPublic(state="closed", consecutive_failures=0, opened_at=None)
@@ -23,15 +24,20 @@ def get_stats(
     request: Request,
     engine: EngineDep,
     settings: SettingsDep,
+    scrub: ScrubDep,
     window: Annotated[
         int,
         Query(
-            ge=1, le=1000, description="Runs per source considered for success_rate.", examples=[20]
+            ge=1,
+            le=1000,
+            description="Finished runs per source considered for success_rate "
+            "(success and partial count as successful).",
+            examples=[20],
         ),
     ] = 20,
 ) -> Response:
     """Rows, coverage, last run, success rate, drift and quarantine per source, and totals."""
-    with engine.connect() as conn:
+    with read_snapshot(request, engine) as conn:
         counts = queries.counts_by_source(conn=conn)
         latest = queries.latest_runs(conn=conn)
         breaker_rows = queries.breakers(conn=conn)
@@ -40,7 +46,8 @@ def get_stats(
         for name in names:
             c = counts.get(name, {})
             statuses = queries.recent_statuses(conn=conn, source=name, limit=window)
-            rate = round(statuses.count("success") / len(statuses), 4) if statuses else None
+            successes = sum(s in queries.SUCCESSFUL_STATUSES for s in statuses)
+            rate = round(successes / len(statuses), 4) if statuses else None
             breaker = (
                 BreakerPublic.model_validate(breaker_rows[name])
                 if name in breaker_rows
@@ -54,7 +61,7 @@ def get_stats(
                     raw_rows=c.get("raw_rows", 0),
                     assets_covered=c.get("assets_covered", 0),
                     runs=c.get("runs", 0),
-                    last_run=run_public(last, settings) if last else None,
+                    last_run=run_public(last, scrub) if last else None,
                     success_rate=rate,
                     drift_events=c.get("drift_events", 0),
                     quarantined=c.get("quarantined", 0),
