@@ -82,7 +82,7 @@ ALL_POINTS = [
     KillPoint("opened+0.5s", after_open=0.5),
 ]
 CI_POINTS = [
-    p for p in ALL_POINTS if p.name in ("csv-200", "gecko-page-1", "any-run-opened", "csv-2000")
+    p for p in ALL_POINTS if p.name in ("csv-200", "gecko-page-1", "any-run-opened", "csv-1000")
 ]
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -39,6 +41,22 @@ def _already_ran(engine: Engine, source: str, due_at: datetime) -> bool:
     return found is not None
 
 
+#: How long a run waits for its source's lock before skipping. A killed process's PostgreSQL
+#: session (and its advisory lock) can outlive it by a moment; a run held elsewhere stays held.
+LOCK_PATIENCE = 3.0
+
+
+@contextlib.contextmanager
+def _patient_lock(engine: Engine, source: str, stop: threading.Event | None) -> Iterator[bool]:
+    deadline = time.monotonic() + LOCK_PATIENCE
+    while True:
+        with source_lock(engine, source) as acquired:
+            if acquired or time.monotonic() >= deadline or (stop is not None and stop.is_set()):
+                yield acquired
+                return
+        (stop or threading.Event()).wait(0.2)
+
+
 def run_source(
     settings: Settings,
     engine: Engine,
@@ -57,7 +75,7 @@ def run_source(
             if breaker is not None and not breaker.allow(source, utcnow()):
                 log.warning("circuit open; source skipped until its cool-down ends")
                 return RunResult(None, source, "skipped", error="circuit breaker open")
-            with source_lock(engine, source) as acquired:
+            with _patient_lock(engine, source, stop) as acquired:
                 if not acquired:
                     log.info("source already running elsewhere; skipped")
                     return RunResult(
