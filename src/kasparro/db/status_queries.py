@@ -25,6 +25,30 @@ from kasparro.db.queries import Row as Row  # re-exported for the routes
 SUCCESSFUL_STATUSES = ("success", "partial")
 
 
+def _newest_first(
+    conn: Connection,
+    model: type[EtlRun] | type[SchemaDrift],
+    where: list[ColumnElement[bool]],
+    *,
+    after_id: int | None,
+    offset: int,
+    limit: int,
+    total: int | None,
+) -> Page:
+    """A page of a table's rows matching ``where``, newest (highest id) first, after ``after_id``."""
+    after = (after_id, after_id) if after_id is not None else None
+    stmt = keyset(
+        select(model.__table__).where(*where),
+        col=model.id,
+        id_col=model.id,
+        descending=True,
+        after=after,
+    )
+    return page_of(
+        conn, stmt, where=where, count_from=model.__table__, limit=limit, offset=offset, total=total
+    )
+
+
 def list_runs(
     *,
     conn: Connection,
@@ -40,22 +64,8 @@ def list_runs(
         where.append(EtlRun.source == source)
     if status is not None:
         where.append(EtlRun.status == status)
-    after = (after_id, after_id) if after_id is not None else None
-    stmt = keyset(
-        select(EtlRun.__table__).where(*where),
-        col=EtlRun.id,
-        id_col=EtlRun.id,
-        descending=True,
-        after=after,
-    )
-    return page_of(
-        conn,
-        stmt,
-        where=where,
-        count_from=EtlRun.__table__,
-        limit=limit,
-        offset=offset,
-        total=total,
+    return _newest_first(
+        conn, EtlRun, where, after_id=after_id, offset=offset, limit=limit, total=total
     )
 
 
@@ -110,22 +120,8 @@ def list_drift(
         where.append(SchemaDrift.source == source)
     if run_id is not None:
         where.append(SchemaDrift.run_id == run_id)
-    after = (after_id, after_id) if after_id is not None else None
-    stmt = keyset(
-        select(SchemaDrift.__table__).where(*where),
-        col=SchemaDrift.id,
-        id_col=SchemaDrift.id,
-        descending=True,
-        after=after,
-    )
-    return page_of(
-        conn,
-        stmt,
-        where=where,
-        count_from=SchemaDrift.__table__,
-        limit=limit,
-        offset=offset,
-        total=total,
+    return _newest_first(
+        conn, SchemaDrift, where, after_id=after_id, offset=offset, limit=limit, total=total
     )
 
 
