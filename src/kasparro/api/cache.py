@@ -37,11 +37,16 @@ class DataVersionTracker:
         self._state: DataState | None = None
         self._read_at = 0.0
         self._lock = threading.Lock()
+        self._refreshing = threading.Lock()
 
     def fresh(self) -> DataState | None:
-        """The remembered state if still within the TTL, without touching the database."""
-        if self._state is not None and time.monotonic() - self._read_at < self.ttl:
-            return self._state
+        """The remembered state if still within the TTL, or while another request is already
+        re-reading it (no stampede of identical reads when the TTL runs out under load)."""
+        state = self._state
+        if state is not None and (
+            time.monotonic() - self._read_at < self.ttl or self._refreshing.locked()
+        ):
+            return state
         return None
 
     def observe(self, state: DataState) -> None:
@@ -53,13 +58,17 @@ class DataVersionTracker:
                 self._read_at = time.monotonic()
 
     def current(self) -> DataState:
-        """The state, re-read from the database when the TTL has passed. The lock is never held
-        while waiting for the database, so a slow read cannot stall requests that only observe."""
+        """The state, re-read from the database when the TTL has passed, by one request at a time;
+        the others keep the previous state meanwhile (only the very first read makes them wait)."""
         state = self.fresh()
         if state is not None:
             return state
-        with self.engine.connect() as conn:
-            version, token = queries.read_data_state(conn=conn)
+        with self._refreshing:
+            state = self._state
+            if state is not None and time.monotonic() - self._read_at < self.ttl:
+                return state  # another request refreshed it while this one waited
+            with self.engine.connect() as conn:
+                version, token = queries.read_data_state(conn=conn)
         read = DataState(version=version, token=token)
         with self._lock:
             if self._state is None or read.version >= self._state.version:
