@@ -126,27 +126,32 @@ def engine(db_url: str) -> Iterator[Engine]:
     eng.dispose()
 
 
+def settings_for(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings for a test: the given database, fast retries, no real hosts."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "csv_path": tmp_path / "crypto.csv",
+        "coinpaprika_min_interval": 0.0,
+        "coingecko_min_interval": 0.0,
+        "retry_min_wait": 0.01,
+        "retry_max_wait": 0.05,
+        "retry_after_cap": 0.2,
+        "http_timeout": 2.0,
+        "coinpaprika_base_url": "http://127.0.0.1:9/v1",
+        "coingecko_base_url": "http://127.0.0.1:9/api/v3",
+        "backup_dir": tmp_path / "backups",
+        "data_version_ttl": 0.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
 @pytest.fixture
 def make_settings(db_url: str, tmp_path: Path) -> Callable[..., Settings]:
-    """Settings for a test: its database, fast retries, no real hosts."""
+    """Settings for a test on this test's database (see ``settings_for``)."""
 
     def factory(**overrides: Any) -> Settings:
-        values: dict[str, Any] = {
-            "database_url": db_url,
-            "csv_path": tmp_path / "crypto.csv",
-            "coinpaprika_min_interval": 0.0,
-            "coingecko_min_interval": 0.0,
-            "retry_min_wait": 0.01,
-            "retry_max_wait": 0.05,
-            "retry_after_cap": 0.2,
-            "http_timeout": 2.0,
-            "coinpaprika_base_url": "http://127.0.0.1:9/v1",
-            "coingecko_base_url": "http://127.0.0.1:9/api/v3",
-            "backup_dir": tmp_path / "backups",
-            "data_version_ttl": 0.0,
-        }
-        values.update(overrides)
-        return Settings(**values)
+        return settings_for(db_url, tmp_path, **overrides)
 
     return factory
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from kasparro.config import Settings
+from tests.conftest import settings_for as settings_for  # re-exported for the reliability tests
 
 # every table's natural key: a row repeated on it is a duplicate
 NATURAL_KEYS: dict[str, tuple[str, ...]] = {
@@ -98,26 +98,6 @@ def loaded_totals(engine: Engine) -> dict[str, int]:
         s: int(n)
         for s, n in rows(engine, "SELECT source, sum(loaded) FROM etl_run GROUP BY source")
     }
-
-
-def settings_for(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
-    """Settings like the ``make_settings`` fixture's, for a database chosen by the test itself."""
-    values: dict[str, Any] = {
-        "database_url": database_url,
-        "csv_path": tmp_path / "crypto.csv",
-        "coinpaprika_min_interval": 0.0,
-        "coingecko_min_interval": 0.0,
-        "retry_min_wait": 0.01,
-        "retry_max_wait": 0.05,
-        "retry_after_cap": 0.2,
-        "http_timeout": 2.0,
-        "coinpaprika_base_url": "http://127.0.0.1:9/v1",
-        "coingecko_base_url": "http://127.0.0.1:9/api/v3",
-        "backup_dir": tmp_path / "backups",
-        "data_version_ttl": 0.0,
-    }
-    values.update(overrides)
-    return Settings(**values)
 
 
 def wait_for(condition: Any, *, timeout: float = 60.0, what: str = "condition") -> None:
