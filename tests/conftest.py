@@ -126,8 +126,9 @@ def engine(db_url: str) -> Iterator[Engine]:
     eng.dispose()
 
 
-def settings_for(database_url: str, tmp_path: Path, **overrides: Any) -> Settings:
-    """Settings for a test: the given database, fast retries, no real hosts."""
+def settings_for(database_url: str, tmp_path: Path, /, **overrides: Any) -> Settings:
+    """Settings for a test: the given database, fast retries, no real hosts. Any setting,
+    ``database_url`` included, can be overridden by keyword."""
     values: dict[str, Any] = {
         "database_url": database_url,
         "csv_path": tmp_path / "crypto.csv",
