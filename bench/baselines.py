@@ -14,7 +14,7 @@ from psycopg.types.json import Jsonb
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import make_url
 
-from kasparro.db.engine import make_engine
+from kasparro.db.engine import WRITER_CACHE_KIB, make_engine
 from kasparro.db.models import Asset, UnifiedCrypto, utcnow
 from kasparro.schemas.unified import match_key
 
@@ -179,6 +179,9 @@ def _sqlite_executemany(url: str, tables: Captured) -> float:
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(
+            f"PRAGMA cache_size=-{WRITER_CACHE_KIB}"
+        )  # the page cache Kasparro's writers get
         prepared = {}
         for name, (columns, rows) in tables.items():
             ddl = conn.execute(

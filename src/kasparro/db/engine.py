@@ -14,10 +14,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
+from kasparro.db.checkpointer import WalCheckpointer
 from kasparro.exceptions import DatabaseUnavailableError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK_KEY = 0x4B415350  # "KASP": one advisory lock for schema upgrades
+#: page cache of a SQLite writer connection (SQLite's default is 2 MiB)
+WRITER_CACHE_KIB = 64 * 1024
 
 
 def _json_dumps(value: Any) -> str:
@@ -65,6 +68,7 @@ def make_engine(
             ),
         )
         begin_sql = "BEGIN IMMEDIATE" if writer else "BEGIN"
+        checkpointer = WalCheckpointer(path) if writer and path is not None else None
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -73,15 +77,29 @@ def make_engine(
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
-            # checkpoint the WAL every ~40 MB instead of every 4 MB: an ingest batch writes a few
-            # MB, and a checkpoint (with its fsync) after nearly every commit dominated ingest time
-            cursor.execute("PRAGMA wal_autocheckpoint=10000")
+            if checkpointer is not None:
+                # checkpoints run on the checkpointer's thread; this limit (~100 MB) is a safety
+                # net should it fall behind
+                cursor.execute("PRAGMA wal_autocheckpoint=25000")
+                # a batch of 1,000 records touches a few MB of index pages: keep them in memory
+                cursor.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
             conn.exec_driver_sql(begin_sql)
+
+        if checkpointer is not None:
+            engine_checkpointer = checkpointer
+
+            @event.listens_for(engine, "commit")
+            def _on_commit(_conn: Any) -> None:
+                engine_checkpointer.committed()
+
+            @event.listens_for(engine, "engine_disposed")
+            def _on_dispose(_engine: Any) -> None:
+                engine_checkpointer.close()
 
         return engine
     return create_engine(

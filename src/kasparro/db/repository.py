@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from kasparro.db.bulk import BulkWriter
 from kasparro.db.models import DataVersion, EtlCheckpoint, PriceHistory, UnifiedCrypto, utcnow
 
 _UNIFIED_UPDATE_COLUMNS = (
@@ -37,15 +38,10 @@ def insert_ignoring_conflicts(
         )
 
 
-def existing_hashes(
-    *, conn: Connection, table: Table, hashes: Sequence[str], chunk: int = 900
-) -> set[str]:
+def existing_hashes(*, conn: Connection, table: Table, hashes: Sequence[str]) -> set[str]:
     """Which of these payload hashes the raw table already holds."""
-    found: set[str] = set()
-    column = table.c.payload_hash
-    for part in chunks(hashes, chunk):
-        found.update(conn.execute(select(column).where(column.in_(part))).scalars())
-    return found
+    query = f"SELECT payload_hash FROM {table.name} WHERE payload_hash"  # noqa: S608 - a model's table
+    return {digest for (digest,) in BulkWriter(conn).select_in(query, hashes)}
 
 
 def upsert_unified(*, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:

@@ -401,43 +401,34 @@ class BaseIngestion(ABC):
             raw_rows = [(run_id, p.record.coin_id, p.blob, p.digest, now) for p in prepared]
             for part in repo.chunks(raw_rows, self.settings.batch_size):
                 bulk.insert_raw(raw_table, part)
-        latest: dict[int, _Prepared] = {}
+        latest: dict[int, tuple[_Prepared, Any]] = {}  # asset_id -> (record, its stored timestamp)
         history = []
         fetch_time = ts(self._fetch_time)
+        max_updated = self._max_updated
         for p in prepared:
             r = p.record
             asset_id = assets[r.coin_id]
+            updated = r.source_updated_at
+            stamp = ts(updated) if updated is not None else None
             previous = latest.get(asset_id)
-            if previous is None or _newer_or_equal(
-                r.source_updated_at, previous.record.source_updated_at
-            ):
-                latest[asset_id] = p
-            observed = ts(r.source_updated_at) if r.source_updated_at else fetch_time
+            if previous is None or _newer_or_equal(updated, previous[0].record.source_updated_at):
+                latest[asset_id] = (p, stamp)
             history.append(
                 (
-                    asset_id,
-                    source,
-                    observed,
-                    r.price_usd,
-                    r.market_cap_usd,
-                    r.volume_24h_usd,
-                    r.open_usd,
-                    r.high_usd,
-                    r.low_usd,
-                    run_id,
+                    asset_id, source, stamp or fetch_time, r.price_usd, r.market_cap_usd, r.volume_24h_usd,
+                    r.open_usd, r.high_usd, r.low_usd, run_id,
                 )
-            )
-            if r.source_updated_at and (
-                self._max_updated is None or r.source_updated_at > self._max_updated
-            ):
-                self._max_updated = r.source_updated_at
+            )  # fmt: skip
+            if updated is not None and (max_updated is None or updated > max_updated):
+                max_updated = updated
+        self._max_updated = max_updated
         unified = [
             (
                 asset_id, source, r.coin_id, r.symbol, r.name, r.rank, r.price_usd, r.market_cap_usd, r.volume_24h_usd,
-                r.circulating_supply, r.total_supply, r.max_supply, r.percent_change_24h, ts(r.source_updated_at), now,
+                r.circulating_supply, r.total_supply, r.max_supply, r.percent_change_24h, stamp, now,
                 run_id, p.digest,
             )
-            for asset_id, p in latest.items()
+            for asset_id, (p, stamp) in latest.items()
             for r in (p.record,)
         ]  # fmt: skip
         for part in repo.chunks(unified, self.settings.batch_size):

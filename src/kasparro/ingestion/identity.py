@@ -16,7 +16,6 @@ from sqlalchemy import Connection, Engine, select
 
 from kasparro.db.bulk import BulkWriter
 from kasparro.db.models import Asset, AssetSource, utcnow
-from kasparro.db.repository import chunks
 from kasparro.schemas.unified import match_key
 
 
@@ -28,14 +27,28 @@ class Identity:
 
 
 class IdentityResolver:
-    """Maps one source's coin ids to asset ids, creating assets and mappings as needed."""
+    """Maps one source's coin ids to asset ids, creating assets and mappings as needed.
+
+    What it learns inside a transaction (mappings, and the match keys and symbols of assets it
+    read or created) stays pending until :meth:`commit`; :meth:`discard` forgets it, so a rolled
+    back batch never leaves ids of assets that do not exist.
+    """
 
     def __init__(self, engine: Engine, source: str) -> None:
         self.engine = engine
         self.source = source
-        self.cache: dict[str, int] = {}
+        self.cache: dict[str, int] = {}  # coin_id -> asset_id for this source
         self._pending: dict[str, int] = {}
         self._complete = False  # True once preload() has read every stored mapping of the source
+        self._mapped: set[int] = set()  # asset ids this source maps to (complete with the cache)
+        # every asset's match key and symbol, read once when the first new coin arrives and then
+        # kept current by reading only assets with a higher id (see _sync_assets)
+        self._keys: dict[str, int] = {}
+        self._symbols: dict[str, list[object]] = {}
+        self._synced_id = 0
+        self._pending_keys: dict[str, int] = {}
+        self._pending_symbols: dict[str, list[object]] = {}
+        self._pending_synced_id = 0
         self.created = 0
         self.flagged = 0
 
@@ -46,14 +59,12 @@ class IdentityResolver:
             )
         )
         self.cache.update(dict(rows.all()))
+        self._mapped.update(self.cache.values())
         self._complete = True
 
     def resolve(self, identities: Sequence[Identity], *, conn: Connection) -> dict[str, int]:
-        """coin_id → asset_id for every identity, inside the caller's transaction.
-
-        Mappings made here stay pending until :meth:`commit` (call it after the transaction
-        commits), so a rolled-back batch never leaves ids of assets that do not exist in the cache.
-        """
+        """coin_id → asset_id for every identity, inside the caller's transaction (call
+        :meth:`commit` after it commits, :meth:`discard` if it does not)."""
         missing = [
             i
             for i in {i.coin_id: i for i in identities}.values()
@@ -65,32 +76,43 @@ class IdentityResolver:
             i.coin_id: self.cache.get(i.coin_id) or self._pending[i.coin_id] for i in identities
         }
 
-    def _not_yet_mapped(self, conn: Connection, identities: list[Identity]) -> list[Identity]:
-        for part in chunks([i.coin_id for i in identities], 900):
-            query = select(AssetSource.coin_id, AssetSource.asset_id).where(
-                AssetSource.source == self.source, AssetSource.coin_id.in_(part)
-            )
-            self._pending.update(dict(conn.execute(query).all()))
-        return [i for i in identities if i.coin_id not in self._pending]
-
     def commit(self) -> None:
         self.cache.update(self._pending)
-        self._pending.clear()
+        self._mapped.update(self._pending.values())
+        self._keys.update(self._pending_keys)
+        for symbol, labels in self._pending_symbols.items():
+            self._symbols.setdefault(symbol, []).extend(labels)
+        self._synced_id = max(self._synced_id, self._pending_synced_id)
+        self.discard()
 
     def discard(self) -> None:
         self._pending.clear()
+        self._pending_keys.clear()
+        self._pending_symbols.clear()
+        self._pending_synced_id = 0
+
+    def _not_yet_mapped(self, bulk: BulkWriter, identities: list[Identity]) -> list[Identity]:
+        rows = bulk.select_in(
+            "SELECT coin_id, asset_id FROM asset_source WHERE source = ? AND coin_id",
+            [i.coin_id for i in identities],
+            first=(self.source,),
+        )
+        self._pending.update(dict(rows))
+        return [i for i in identities if i.coin_id not in self._pending]
 
     def _resolve_missing(self, conn: Connection, identities: list[Identity]) -> None:
         """Map coin ids that are not in the cache. After :meth:`preload` (done by every run, which
         holds the source's lock) the cache is complete, so only new coins arrive here; without it,
         stored mappings are looked up first."""
-        pending = identities if self._complete else self._not_yet_mapped(conn, identities)
+        bulk = BulkWriter(conn)
+        pending = identities if self._complete else self._not_yet_mapped(bulk, identities)
         if not pending:
             return
+        self._sync_assets(conn)
         keys = {i.coin_id: match_key(i.symbol, i.name) for i in pending}
-        by_key = self._assets_by_key(conn, set(keys.values()))
-        taken = self._assets_mapped_here(conn, set(by_key.values()))
-        symbols = self._assets_by_symbol(conn, {_symbol(i.symbol) for i in pending})
+        by_key = {key: asset_id for key in keys.values() if (asset_id := self._key(key))}
+        taken = self._assets_mapped_here(bulk, set(by_key.values()))
+        symbols: dict[str, list[object]] = {}
         links: dict[str, str] = {}  # coin_id -> match_key of the asset it maps to
         new_assets: dict[str, tuple[Any, ...]] = {}
         for identity in pending:
@@ -106,7 +128,10 @@ class IdentityResolver:
                 key = f"{key}#{self.source}:{identity.coin_id}"
                 new_assets[key] = self._asset_row(identity, key, reason)
             else:
-                same_symbol: list[object] = symbols.setdefault(_symbol(identity.symbol), [])
+                symbol = _symbol(identity.symbol)
+                same_symbol = symbols.get(symbol)
+                if same_symbol is None:
+                    same_symbol = symbols[symbol] = self._symbol_assets(symbol)
                 reason = (
                     f"symbol shared with {', '.join(map(str, same_symbol[:5]))} whose names differ; not merged"
                     if same_symbol
@@ -115,13 +140,9 @@ class IdentityResolver:
                 new_assets[key] = self._asset_row(identity, key, reason)
                 same_symbol.append(f"{self.source}:{identity.coin_id}")
             links[identity.coin_id] = key
-        bulk = BulkWriter(conn)
         now = bulk.timestamp(utcnow())
         if new_assets:
-            bulk.insert_assets([(*row, now) for row in new_assets.values()])
-            self.created += len(new_assets)
-            self.flagged += sum(1 for row in new_assets.values() if row[3])
-            by_key.update(self._assets_by_key(conn, set(new_assets)))
+            by_key.update(self._create_assets(conn, bulk, new_assets, now))
         mappings = [
             (
                 by_key[links[i.coin_id]],
@@ -136,11 +157,63 @@ class IdentityResolver:
         inserted = bulk.insert_asset_sources(mappings)
         self._pending.update({coin_id: asset_id for asset_id, _, coin_id, *_ in mappings})
         if inserted != len(mappings):  # another writer mapped some of these first: theirs stand
-            for part in chunks([i.coin_id for i in pending], 900):
-                query = select(AssetSource.coin_id, AssetSource.asset_id).where(
-                    AssetSource.source == self.source, AssetSource.coin_id.in_(part)
-                )
-                self._pending.update(dict(conn.execute(query).all()))
+            self._not_yet_mapped(bulk, pending)
+
+    def _create_assets(
+        self, conn: Connection, bulk: BulkWriter, rows: dict[str, tuple[Any, ...]], now: Any
+    ) -> dict[str, int]:
+        """Insert new assets; returns match_key → id, including keys a concurrent writer created
+        first (theirs stand, and these coins join them)."""
+        created = bulk.insert_assets([(*row, now) for row in rows.values()])
+        self.created += len(created)
+        self.flagged += sum(1 for key in created if rows[key][3])
+        for key, asset_id in created.items():
+            self._pending_keys[key] = asset_id
+            self._pending_symbols.setdefault(rows[key][0], []).append(asset_id)
+        if created and conn.dialect.name == "sqlite":
+            # the write lock has been held since this transaction's _sync_assets, so no other
+            # writer can have added an asset in between: the next sync can start after these
+            self._pending_synced_id = max(self._pending_synced_id, *created.values())
+        raced = [key for key in rows if key not in created]
+        if raced:
+            found = bulk.select_in("SELECT match_key, id FROM asset WHERE match_key", raced)
+            created = {**created, **dict(found)}
+            self._pending_keys.update(dict(found))
+        return created
+
+    def _sync_assets(self, conn: Connection) -> None:
+        """Read the match keys and symbols of assets created since the last sync (all of them the
+        first time). Asset ids only grow, so "id above the last one seen" is the delta; a key
+        missed by it (a concurrent PostgreSQL writer committing out of id order) still resolves
+        correctly through the unique match key when this resolver tries to create it."""
+        since = max(self._synced_id, self._pending_synced_id)
+        rows = conn.execute(
+            select(Asset.id, Asset.match_key, Asset.symbol).where(Asset.id > since)
+        ).all()
+        for asset_id, key, symbol in rows:
+            self._pending_keys[key] = asset_id
+            self._pending_symbols.setdefault(symbol, []).append(asset_id)
+            since = max(since, asset_id)
+        self._pending_synced_id = since
+
+    def _key(self, key: str) -> int | None:
+        return self._pending_keys.get(key) or self._keys.get(key)
+
+    def _symbol_assets(self, symbol: str) -> list[object]:
+        """Assets already using this symbol (a fresh list the caller may extend)."""
+        return [*self._symbols.get(symbol, ()), *self._pending_symbols.get(symbol, ())]
+
+    def _assets_mapped_here(self, bulk: BulkWriter, asset_ids: set[int]) -> set[int]:
+        """Which of these assets this source already maps a coin to."""
+        if self._complete:
+            pending = set(self._pending.values())
+            return {a for a in asset_ids if a in self._mapped or a in pending}
+        rows = bulk.select_in(
+            "SELECT asset_id FROM asset_source WHERE source = ? AND asset_id",
+            sorted(asset_ids),
+            first=(self.source,),
+        )
+        return {asset_id for (asset_id,) in rows}
 
     @staticmethod
     def _asset_row(identity: Identity, key: str, flag_reason: str | None) -> tuple[Any, ...]:
@@ -151,34 +224,6 @@ class IdentityResolver:
             flag_reason is not None,
             flag_reason,
         )
-
-    def _assets_by_key(self, conn: Connection, keys: set[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for part in chunks(sorted(keys), 900):
-            query = select(Asset.match_key, Asset.id).where(Asset.match_key.in_(part))
-            found.update(dict(conn.execute(query).all()))
-        return found
-
-    def _assets_mapped_here(self, conn: Connection, asset_ids: set[int]) -> set[int]:
-        taken: set[int] = set()
-        for part in chunks(sorted(asset_ids), 900):
-            taken.update(
-                conn.execute(
-                    select(AssetSource.asset_id).where(
-                        AssetSource.source == self.source, AssetSource.asset_id.in_(part)
-                    )
-                ).scalars()
-            )
-        return taken
-
-    def _assets_by_symbol(self, conn: Connection, symbols: set[str]) -> dict[str, list[object]]:
-        found: dict[str, list[object]] = {}
-        for part in chunks(sorted(symbols), 900):
-            for symbol, asset_id in conn.execute(
-                select(Asset.symbol, Asset.id).where(Asset.symbol.in_(part))
-            ):
-                found.setdefault(symbol, []).append(asset_id)
-        return found
 
 
 def _symbol(symbol: str) -> str:

@@ -14,6 +14,8 @@ _NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 @functools.lru_cache(maxsize=65536)
 def normalize_name(name: str) -> str:
     """Case-, accent-, space- and punctuation-insensitive form of a coin name."""
+    if name.isascii():  # most names: no accents to strip, and casefold() is lower() here
+        return _NOT_ALNUM.sub("", name.lower())
     folded = unicodedata.normalize("NFKD", name).casefold()
     ascii_only = "".join(ch for ch in folded if not unicodedata.combining(ch))
     cleaned = _NOT_ALNUM.sub("", ascii_only)

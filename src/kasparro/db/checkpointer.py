@@ -1,0 +1,113 @@
+"""SQLite WAL checkpoints on a background thread, so writers never wait for them.
+
+In WAL mode every commit appends pages to the ``-wal`` file, and a checkpoint copies them back
+into the database file (with an fsync). By default SQLite runs that checkpoint inside whichever
+commit pushes the WAL past its limit, so the ingest loop stops for the disk every few batches
+(measured: a third of the time of a 100k-record load). SQLite's documentation suggests the
+alternative used here: writer connections keep only a large automatic limit as a safety net, and
+a dedicated connection on its own thread runs ``PRAGMA wal_checkpoint(PASSIVE)`` after commits.
+A passive checkpoint never blocks readers or writers, and sqlite3 releases the GIL while it does
+the I/O, so it overlaps with the next batch's validation.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+from kasparro.observability.logging import get_logger
+
+log = get_logger(__name__)
+
+#: The thread starts once the WAL has grown past this (SQLite's own default limit: 1,000 pages).
+START_BYTES = 4 * 1024 * 1024
+#: An idle thread exits after this long; the next large commit starts it again.
+IDLE_SECONDS = 30.0
+
+
+class _Worker:
+    """One checkpointing thread and its signals."""
+
+    def __init__(self) -> None:
+        self.wake = threading.Event()
+        self.stop = False
+        self.thread: threading.Thread | None = None
+
+
+class WalCheckpointer:
+    """Checkpoints one SQLite database file after commits, on a thread of its own."""
+
+    def __init__(self, path: Path, *, start_bytes: int = START_BYTES) -> None:
+        self.path = path
+        self.wal = path.with_name(path.name + "-wal")
+        self.start_bytes = start_bytes
+        self.checkpoints = 0
+        self._lock = threading.Lock()
+        self._worker: _Worker | None = None
+
+    def committed(self) -> None:
+        """Called on every commit of a writer connection: wake the thread (start it if the WAL is
+        big enough to be worth it)."""
+        worker = self._worker
+        if worker is None or not _alive(worker):
+            try:
+                if self.wal.stat().st_size < self.start_bytes:
+                    return
+            except FileNotFoundError:
+                return
+            with self._lock:
+                worker = self._worker
+                if worker is None or not _alive(worker):
+                    worker = self._worker = _Worker()
+                    worker.thread = threading.Thread(
+                        target=self._loop,
+                        args=(worker,),
+                        name=f"wal-checkpoint:{self.path.name}",
+                        daemon=True,
+                    )
+                    worker.thread.start()
+        worker.wake.set()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop the thread after one last checkpoint (``Engine.dispose`` calls this); a later
+        large commit starts a new one."""
+        with self._lock:
+            worker, self._worker = self._worker, None
+        if worker is None or worker.thread is None:
+            return
+        worker.stop = True
+        worker.wake.set()
+        if worker.thread is not threading.current_thread():
+            worker.thread.join(timeout)
+
+    def _loop(self, worker: _Worker) -> None:
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=30, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            log.warning("WAL checkpointer could not connect", extra={"error": str(exc)})
+            return
+        try:
+            while True:
+                woken = worker.wake.wait(IDLE_SECONDS)
+                worker.wake.clear()
+                if not woken and not worker.stop:
+                    return  # idle: the next large commit starts a new thread
+                self._checkpoint(conn)
+                if worker.stop:
+                    return
+        finally:
+            conn.close()
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self.checkpoints += 1
+        except sqlite3.Error as exc:  # e.g. the file was removed; writers' own limit still applies
+            log.warning("WAL checkpoint failed", extra={"error": str(exc)})
+
+
+def _alive(worker: _Worker) -> bool:
+    return worker.thread is not None and worker.thread.is_alive()

@@ -1,0 +1,47 @@
+"""The driver-level helpers of the ingest path, on both databases."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from kasparro.db.bulk import BulkWriter
+from kasparro.db.models import utcnow
+
+
+def _asset(key: str) -> tuple[object, ...]:
+    return (key.upper(), key, key, False, None, utcnow())
+
+
+def test_insert_assets_returns_ids_of_new_keys_only(engine: Engine) -> None:
+    with engine.begin() as conn:
+        first = BulkWriter(conn).insert_assets([_asset("a|alpha"), _asset("b|beta")])
+    assert set(first) == {"a|alpha", "b|beta"}
+    assert len(set(first.values())) == 2
+    with engine.begin() as conn:
+        second = BulkWriter(conn).insert_assets([_asset("b|beta"), _asset("c|gamma")])
+    # the existing key is left alone and missing from the answer
+    assert set(second) == {"c|gamma"}
+    assert second["c|gamma"] not in first.values()
+
+
+def test_insert_assets_in_several_statements(engine: Engine) -> None:
+    keys = [f"s{i}|coin{i}" for i in range(12_000)]  # 72,000 parameters on SQLite
+    with engine.begin() as conn:
+        created = BulkWriter(conn).insert_assets([_asset(k) for k in keys])
+    assert sorted(created) == sorted(keys)
+
+
+def test_select_in_with_leading_parameters_and_many_values(engine: Engine) -> None:
+    keys = [f"s{i}|coin{i}" for i in range(35_000)]
+    with engine.begin() as conn:
+        bulk = BulkWriter(conn)
+        created = bulk.insert_assets([_asset(k) for k in keys])
+        asked = [*keys[::2], "missing|key"]
+        rows = bulk.select_in(
+            "SELECT match_key, id FROM asset WHERE flagged = ? AND match_key", asked, first=(False,)
+        )
+        none = bulk.select_in(
+            "SELECT match_key FROM asset WHERE flagged = ? AND match_key", asked, first=(True,)
+        )
+    assert dict(rows) == {k: created[k] for k in keys[::2]}  # type: ignore[misc]
+    assert none == []

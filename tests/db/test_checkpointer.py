@@ -1,0 +1,92 @@
+"""SQLite writers leave WAL checkpoints to a background thread, which keeps the database file current."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from kasparro.db.checkpointer import WalCheckpointer
+from kasparro.db.engine import make_engine
+
+
+def _checkpoint_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("wal-checkpoint:")]
+
+
+def _write_megabytes(engine: sa.Engine, megabytes: int) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS blob (id INTEGER PRIMARY KEY, body TEXT)")
+    for _ in range(megabytes):  # one commit per MB
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO blob (body) VALUES (?)", [("x" * 4000,) for _ in range(256)]
+            )
+
+
+def _wait_for(condition: object, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_large_commits_are_checkpointed_into_the_database_file(tmp_path: Path) -> None:
+    path = tmp_path / "k.db"
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        _write_megabytes(engine, 8)
+        # the writers' own limit is ~100 MB, so only the background thread can have copied the
+        # pages into the database file
+        assert _wait_for(lambda: path.stat().st_size > 6 * 1024 * 1024)
+        assert any(t.name == f"wal-checkpoint:{path.name}" for t in _checkpoint_threads())
+    finally:
+        engine.dispose()
+    assert not any(t.name == f"wal-checkpoint:{path.name}" for t in _checkpoint_threads())
+    # disposing is not the end: the same engine keeps working and checkpointing
+    _write_megabytes(engine, 6)
+    assert _wait_for(lambda: path.stat().st_size > 12 * 1024 * 1024)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM blob").scalar_one() == 14 * 256
+    engine.dispose()
+
+
+def test_small_databases_start_no_thread(tmp_path: Path) -> None:
+    path = tmp_path / "small.db"
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+            conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+        assert not any(t.name == f"wal-checkpoint:{path.name}" for t in _checkpoint_threads())
+    finally:
+        engine.dispose()
+
+
+def test_readers_do_not_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "r.db"
+    writer = make_engine(f"sqlite:///{path}")
+    _write_megabytes(writer, 1)
+    writer.dispose()
+    reader = make_engine(f"sqlite:///{path}", writer=False)
+    try:
+        with reader.begin() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM blob").scalar_one() == 256
+        assert not any(t.name == f"wal-checkpoint:{path.name}" for t in _checkpoint_threads())
+    finally:
+        reader.dispose()
+
+
+def test_no_wal_file_no_thread_and_close_stops_the_thread(tmp_path: Path) -> None:
+    checkpointer = WalCheckpointer(tmp_path / "gone.db", start_bytes=0)
+    checkpointer.committed()  # no WAL file yet: nothing to checkpoint
+    assert not any(t.name == "wal-checkpoint:gone.db" for t in _checkpoint_threads())
+    (tmp_path / "gone.db-wal").write_bytes(b"")
+    checkpointer.committed()
+    assert any(t.name == "wal-checkpoint:gone.db" for t in _checkpoint_threads())
+    checkpointer.close(timeout=5)
+    assert not any(t.name == "wal-checkpoint:gone.db" for t in _checkpoint_threads())
