@@ -128,24 +128,39 @@ def _unique(table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -
     return list(seen.values())
 
 
-def ceiling(db: str, template: Any, captured: Captured) -> float:
+def ceiling(db: str, template: Any, captured: Captured, *, commit_every: int = 0) -> float:
     """Seconds to bulk-load the rows Kasparro wrote (raw, unified, history) into empty copies of
-    those tables (same columns and indexes, no foreign keys), in one transaction, no validation."""
+    those tables (same columns and indexes, no foreign keys), no validation: in one transaction,
+    or with ``commit_every`` rows of each table per transaction (Kasparro's batch size)."""
     tables = {t: (cols, _unique(t, cols, rows)) for t, (cols, rows) in captured.items() if rows}
     if not tables:
         return 0.0
     url = template.fresh()
     try:
-        return _pg_copy(url, tables) if db == "postgres" else _sqlite_executemany(url, tables)
+        if db == "postgres":
+            return _pg_copy(url, tables, commit_every)
+        return _sqlite_executemany(url, tables, commit_every)
     finally:
         template.drop(url)
+
+
+def _slices(
+    tables: dict[str, tuple[Any, list[Any]]], commit_every: int
+) -> list[dict[str, list[Any]]]:
+    """The rows of every table cut into transactions: slice i of each table goes together."""
+    longest = max(len(values) for _, values in tables.values())
+    step = commit_every or longest
+    return [
+        {name: values[start : start + step] for name, (_, values) in tables.items()}
+        for start in range(0, longest, step)
+    ]
 
 
 def _pg_value(column: str, value: Any) -> Any:
     return Jsonb(value) if column == "payload" and not isinstance(value, str) else value
 
 
-def _pg_copy(url: str, tables: Captured) -> float:
+def _pg_copy(url: str, tables: Captured, commit_every: int) -> float:
     conninfo = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     prepared = {
         name: (cols, [tuple(_pg_value(c, v) for c, v in zip(cols, r, strict=True)) for r in rows])
@@ -156,12 +171,14 @@ def _pg_copy(url: str, tables: Captured) -> float:
             conn.execute(f"CREATE TABLE bench_{name} (LIKE {name} INCLUDING ALL)")
         conn.commit()
         started = time.perf_counter()
-        with conn.cursor() as cur:
-            for name, (columns, values) in prepared.items():
-                with cur.copy(f"COPY bench_{name} ({', '.join(columns)}) FROM STDIN") as copy:
-                    for value in values:
-                        copy.write_row(value)
-        conn.commit()
+        for part in _slices(prepared, commit_every):
+            with conn.cursor() as cur:
+                for name, values in part.items():
+                    columns = prepared[name][0]
+                    with cur.copy(f"COPY bench_{name} ({', '.join(columns)}) FROM STDIN") as copy:
+                        for value in values:
+                            copy.write_row(value)
+            conn.commit()
         return time.perf_counter() - started
 
 
@@ -173,7 +190,7 @@ def _sqlite_value(column: str, value: Any) -> Any:
     return value
 
 
-def _sqlite_executemany(url: str, tables: Captured) -> float:
+def _sqlite_executemany(url: str, tables: Captured, commit_every: int) -> float:
     path = url.removeprefix("sqlite:///")
     conn = sqlite3.connect(path, isolation_level=None)
     try:
@@ -202,10 +219,11 @@ def _sqlite_executemany(url: str, tables: Captured) -> float:
             ]
             prepared[name] = (statement, values)
         started = time.perf_counter()
-        conn.execute("BEGIN")
-        for statement, values in prepared.values():
-            conn.executemany(statement, values)
-        conn.execute("COMMIT")
+        for part in _slices(prepared, commit_every):
+            conn.execute("BEGIN")
+            for name, values in part.items():
+                conn.executemany(prepared[name][0], values)
+            conn.execute("COMMIT")
         return time.perf_counter() - started
     finally:
         conn.close()

@@ -153,8 +153,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"({rows:,} rows in {run['seconds']}s, exit {run['exit_code']}); per quarter {run['by_quarter_peak_mb']}"
     )
     previous = common.read_result("memory") or {}
+    run["date"] = common.now_utc()
+    run["command"] = "python -m bench.run_all memory" + (" " + " ".join(argv) if argv else "")
+    # one row per file size, so the 1 GB run (--full) stays beside the default 50 MB one
+    runs = {(r["db"], round(r["file_mb"])): r for r in previous.get("csv_runs", [])}
+    runs[(args.db, round(file_mb))] = run
     result = {
-        "csv": run,
+        "csv_runs": sorted(runs.values(), key=lambda r: (r["db"], r["file_mb"])),
         "api": previous.get("api"),
         "command": "python -m bench.run_all memory" + (" " + " ".join(argv) if argv else ""),
     }

@@ -229,7 +229,7 @@ class BaseIngestion(ABC):
             self._seen_this_run.clear()
         drift: list[DriftEvent] = []
         unchanged = 0
-        validate = self.model.model_validate
+        validate = self.model.__pydantic_validator__.validate_python  # model_validate, minus a call
         for payload in batch.records:
             data = self.normalize(payload)
             drift.extend(self._drift.observe(data))
@@ -358,10 +358,7 @@ class BaseIngestion(ABC):
             if known:
                 unchanged += sum(1 for p in prepared if p.digest in known)
                 prepared = [p for p in prepared if p.digest not in known]
-            identities = [
-                Identity(p.record.coin_id, p.record.symbol, p.record.name) for p in prepared
-            ]
-            assets = self._identity.resolve(identities, conn=conn)
+            assets = self._resolve(conn, prepared)
             counts = runs.RunCounts(
                 fetched=len(batch.records) + len(batch.quarantined),
                 loaded=len(prepared),
@@ -380,6 +377,21 @@ class BaseIngestion(ABC):
             repo.bump_data_version(conn=conn)
         self._identity.commit()
         return counts, prepared
+
+    def _resolve(self, conn: Connection, prepared: list[_Prepared]) -> dict[str, int]:
+        """coin_id → asset_id for every prepared record; only coins the resolver does not know
+        yet are handed to it (on a steady run, none)."""
+        known = self._identity.cache
+        new = [
+            Identity(r.coin_id, r.symbol, r.name)
+            for p in prepared
+            if (r := p.record).coin_id not in known
+        ]
+        resolved = self._identity.resolve(new, conn=conn) if new else {}
+        return {
+            p.record.coin_id: resolved.get(p.record.coin_id) or known[p.record.coin_id]
+            for p in prepared
+        }
 
     def _write(
         self,
@@ -514,11 +526,7 @@ class BaseIngestion(ABC):
                 continue
             prepared.append(_Prepared(*serialize(payload), record))
         self.counts.loaded += len(prepared)
-        assets = self._identity.resolve(
-            [Identity(p.record.coin_id, p.record.symbol, p.record.name) for p in prepared],
-            conn=conn,
-        )
-        self._write(conn, prepared, assets, write_raw=False)
+        self._write(conn, prepared, self._resolve(conn, prepared), write_raw=False)
 
 
 def _newer_or_equal(candidate: datetime | None, current: datetime | None) -> bool:

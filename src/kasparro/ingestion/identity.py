@@ -9,8 +9,7 @@ later, a wrong one corrupts both coins' data.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, select
 
@@ -19,8 +18,9 @@ from kasparro.db.models import Asset, AssetSource, utcnow
 from kasparro.schemas.unified import match_key
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(NamedTuple):
+    """How one source names one coin (a tuple: a first load builds one per record)."""
+
     coin_id: str
     symbol: str
     name: str
