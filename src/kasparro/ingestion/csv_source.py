@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import functools
 import hashlib
+import math
 import os
 import re
 import time
@@ -25,7 +26,7 @@ from kasparro.ingestion.base import BaseIngestion, FetchedBatch
 from kasparro.ingestion.sample import write_sample_csv
 from kasparro.observability.logging import get_logger
 from kasparro.schemas.common import as_utc
-from kasparro.schemas.csv import COLUMN_ALIASES, CsvRow, is_blank
+from kasparro.schemas.csv import COLUMN_ALIASES, CSV_NUMBER_FIELDS, NULL_TOKENS, CsvRow
 from kasparro.schemas.unified import UnifiedRecord, normalize_name
 
 log = get_logger(__name__)
@@ -36,6 +37,8 @@ csv.field_size_limit(MAX_LINE_BYTES)
 _HEAD_BYTES = 4096
 _REQUIRED = {name for name, info in CsvRow.model_fields.items() if info.is_required()}
 _OPTIONAL = set(CsvRow.model_fields) - _REQUIRED
+_NUMERIC = frozenset(CSV_NUMBER_FIELDS)
+_LONGEST_NULL_TOKEN = max(map(len, NULL_TOKENS))
 _HEADER_CLEAN = re.compile(r"[\s\-]+")
 
 
@@ -79,6 +82,24 @@ def _same_file(state: dict[str, Any], path: Path) -> bool:
     if hashlib.blake2b(head, digest_size=8).hexdigest() != state.get("head"):
         return False
     return state.get("tail") is None or tail_hash(path, offset) == state["tail"]
+
+
+def _cell(name: str, cell: str | None) -> Any:
+    """A cell as the model reads it: blanks and null tokens become None, and numbers in the
+    plain spelling ``float()`` reads are converted here, once, so the model's own number
+    parsing (which explains what is wrong with a cell) only sees the odd ones."""
+    if cell is None:
+        return None
+    text = cell.strip()
+    if len(text) <= _LONGEST_NULL_TOKEN and text.lower() in NULL_TOKENS:
+        return None
+    if name in _NUMERIC:
+        try:
+            number = float(text)
+        except ValueError:
+            return cell
+        return number if math.isfinite(number) else cell
+    return cell
 
 
 @functools.lru_cache(maxsize=64)
@@ -143,12 +164,9 @@ class CsvIngestion(BaseIngestion):
         if not isinstance(payload, dict):
             return payload
         names = _canonical_names(tuple(payload))
-        data = {
-            name: None if is_blank(cell) else cell
-            for name, cell in zip(names, payload.values(), strict=True)
-        }
-        for name in _OPTIONAL:
-            data.setdefault(name, None)
+        data: dict[str, Any] = dict.fromkeys(_OPTIONAL)
+        for name, cell in zip(names, payload.values(), strict=True):
+            data[name] = _cell(name, cell)
         return data
 
     def record_id(self, payload: Any) -> str | None:

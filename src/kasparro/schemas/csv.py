@@ -41,11 +41,7 @@ COLUMN_ALIASES: dict[str, str] = {
     "sno": "row_number",
 }
 
-_NULL_TOKENS = frozenset({"", "nan", "null", "none", "n/a", "na", "-"})
-
-
-def is_blank(cell: str | None) -> bool:
-    return cell is None or cell.strip().lower() in _NULL_TOKENS
+NULL_TOKENS = frozenset({"", "nan", "null", "none", "n/a", "na", "-"})
 
 
 def _csv_number(value: Any) -> Any:
@@ -53,7 +49,7 @@ def _csv_number(value: Any) -> Any:
         return None
     if isinstance(value, str):
         text = value.strip()
-        if text.lower() in _NULL_TOKENS:
+        if text.lower() in NULL_TOKENS:
             return None
         try:
             number = float(text.replace("_", ""))
@@ -89,3 +85,11 @@ class CsvRow(BaseModel):
     high_usd: CsvNumber = Field(None, ge=0)
     low_usd: CsvNumber = Field(None, ge=0)
     row_number: str | None = None
+
+
+#: The float columns (the ingest path converts their plainly written cells before validation).
+CSV_NUMBER_FIELDS = tuple(
+    name
+    for name, info in CsvRow.model_fields.items()
+    if any(getattr(m, "func", None) is _csv_number for m in info.metadata)
+)
