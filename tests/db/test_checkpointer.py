@@ -6,8 +6,10 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
+from kasparro.db import checkpointer as checkpointer_module
 from kasparro.db.checkpointer import WalCheckpointer
 from kasparro.db.engine import make_engine
 
@@ -40,8 +42,8 @@ def test_large_commits_are_checkpointed_into_the_database_file(tmp_path: Path) -
     engine = make_engine(f"sqlite:///{path}")
     try:
         _write_megabytes(engine, 8)
-        # the writers' own limit is ~100 MB, so only the background thread can have copied the
-        # pages into the database file
+        # the writers' own checkpoint starts at 64 MB, so only the background thread can have
+        # copied the pages into the database file
         assert _wait_for(lambda: path.stat().st_size > 6 * 1024 * 1024)
         assert any(t.name == f"wal-checkpoint:{path.name}" for t in _checkpoint_threads())
     finally:
@@ -90,3 +92,24 @@ def test_no_wal_file_no_thread_and_close_stops_the_thread(tmp_path: Path) -> Non
     assert any(t.name == "wal-checkpoint:gone.db" for t in _checkpoint_threads())
     checkpointer.close(timeout=5)
     assert not any(t.name == "wal-checkpoint:gone.db" for t in _checkpoint_threads())
+
+
+def test_the_wal_starts_over_while_a_writer_keeps_writing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A passive checkpoint never completes under a busy writer, so if the thread alone
+    checkpointed, the WAL would grow with every commit of a long load (seen: 3 GB during a 1 GB
+    CSV ingest)."""
+    monkeypatch.setattr(checkpointer_module, "LIMIT_BYTES", 2 * 1024 * 1024)
+    monkeypatch.setattr(checkpointer_module, "START_BYTES", 512 * 1024)
+    path = tmp_path / "busy.db"
+    wal = tmp_path / "busy.db-wal"
+    engine = make_engine(f"sqlite:///{path}")
+    try:
+        _write_megabytes(engine, 40)
+        assert wal.stat().st_size < 8 * 1024 * 1024
+        assert path.stat().st_size > 30 * 1024 * 1024
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM blob").scalar_one() == 40 * 256
+    finally:
+        engine.dispose()

@@ -24,6 +24,9 @@ log = get_logger(__name__)
 START_BYTES = 4 * 1024 * 1024
 #: An idle thread exits after this long; the next large commit starts it again.
 IDLE_SECONDS = 30.0
+#: Past this size the thread stands back: the writers' own automatic checkpoint (set to the
+#: same size) completes the checkpoint so that the WAL starts over (see ``committed``).
+LIMIT_BYTES = 64 * 1024 * 1024
 
 
 class _Worker:
@@ -38,24 +41,36 @@ class _Worker:
 class WalCheckpointer:
     """Checkpoints one SQLite database file after commits, on a thread of its own."""
 
-    def __init__(self, path: Path, *, start_bytes: int = START_BYTES) -> None:
+    def __init__(
+        self, path: Path, *, start_bytes: int | None = None, limit_bytes: int | None = None
+    ) -> None:
         self.path = path
         self.wal = path.with_name(path.name + "-wal")
-        self.start_bytes = start_bytes
+        self.start_bytes = START_BYTES if start_bytes is None else start_bytes
+        self.limit_bytes = LIMIT_BYTES if limit_bytes is None else limit_bytes
         self.checkpoints = 0
         self._lock = threading.Lock()
         self._worker: _Worker | None = None
 
     def committed(self) -> None:
         """Called on every commit of a writer connection: wake the thread (start it if the WAL is
-        big enough to be worth it)."""
+        big enough to be worth it).
+
+        A passive checkpoint never completes while a writer keeps appending, and the WAL only
+        starts over after a complete one, so under a long load the thread alone would let it grow
+        without end. Past ``LIMIT_BYTES`` the thread is left asleep; the writer's own automatic
+        checkpoint then runs right after its commit with nobody appending, finds most pages
+        already copied, completes, and the next transaction starts the WAL over (its file is cut
+        back to the limit by ``journal_size_limit``).
+        """
+        try:
+            size = self.wal.stat().st_size
+        except FileNotFoundError:
+            return
+        if size < self.start_bytes or size > self.limit_bytes:
+            return
         worker = self._worker
         if worker is None or not _alive(worker):
-            try:
-                if self.wal.stat().st_size < self.start_bytes:
-                    return
-            except FileNotFoundError:
-                return
             with self._lock:
                 worker = self._worker
                 if worker is None or not _alive(worker):

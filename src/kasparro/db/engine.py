@@ -78,9 +78,12 @@ def make_engine(
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
             if checkpointer is not None:
-                # checkpoints run on the checkpointer's thread; this limit (~100 MB) is a safety
-                # net should it fall behind
-                cursor.execute("PRAGMA wal_autocheckpoint=25000")
+                # checkpoints run on the checkpointer's thread up to its limit; past it, this
+                # writer's own checkpoint completes the job and the WAL starts over, its file
+                # cut back to the limit
+                limit = checkpointer.limit_bytes
+                cursor.execute(f"PRAGMA wal_autocheckpoint={limit // 4096}")
+                cursor.execute(f"PRAGMA journal_size_limit={limit}")
                 # a batch of 1,000 records touches a few MB of index pages: keep them in memory
                 cursor.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
             cursor.execute("PRAGMA foreign_keys=ON")
