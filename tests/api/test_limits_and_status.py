@@ -166,3 +166,18 @@ def test_no_database_password_or_encoded_secret_in_responses(
     detail = responses[0].json()
     assert detail["run"]["error"].count("***") == 2
     assert detail["drift"][0]["sample_value"] == "x-***-***"
+
+
+def test_settle_heap_freezes_what_start_up_built() -> None:
+    import gc
+
+    from kasparro.api.app import settle_heap
+
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() > 0
+        assert gc.get_count()[0] < 50  # a collection ran first: nothing young was frozen in
+    finally:
+        gc.unfreeze()

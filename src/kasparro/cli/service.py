@@ -36,6 +36,9 @@ def _boot_service() -> Settings:
 def _server(app: FastAPI, settings: Settings, host: str | None, port: int | None) -> uvicorn.Server:
     import uvicorn
 
+    from kasparro.api.app import settle_heap
+
+    settle_heap()
     config = uvicorn.Config(
         app,
         host=host or settings.host,
