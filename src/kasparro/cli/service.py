@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -10,6 +16,7 @@ import typer
 from kasparro.cli.common import boot, fail, open_database
 from kasparro.config import Settings
 from kasparro.observability.logging import configure_logging_for, get_logger
+from kasparro.observability.metrics import MULTIPROCESS_ENV
 
 if TYPE_CHECKING:
     import uvicorn
@@ -48,6 +55,24 @@ def _server(app: FastAPI, settings: Settings, host: str | None, port: int | None
         lifespan="on",
     )
     return uvicorn.Server(config)
+
+
+@contextlib.contextmanager
+def _shared_metrics_dir() -> Iterator[None]:
+    """An empty directory for the workers' HTTP metrics (prometheus-client's multiprocess mode),
+    named in the environment the workers inherit, removed afterwards. A directory the operator
+    set in ``PROMETHEUS_MULTIPROC_DIR`` is used as it is, and kept."""
+    if os.environ.get(MULTIPROCESS_ENV):
+        Path(os.environ[MULTIPROCESS_ENV]).mkdir(parents=True, exist_ok=True)
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="kasparro-metrics-")
+    os.environ[MULTIPROCESS_ENV] = directory
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROCESS_ENV, None)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def serve(host: HostOption = None, port: PortOption = None) -> None:
@@ -89,15 +114,16 @@ def api(
     if workers > 1:
         import uvicorn
 
-        uvicorn.run(
-            APP_FACTORY,
-            factory=True,
-            host=host or settings.host,
-            port=port or settings.port,
-            workers=workers,
-            log_config=None,
-            access_log=False,
-        )
+        with _shared_metrics_dir():
+            uvicorn.run(
+                APP_FACTORY,
+                factory=True,
+                host=host or settings.host,
+                port=port or settings.port,
+                workers=workers,
+                log_config=None,
+                access_log=False,
+            )
         return
     server = _server(create_app(settings), settings, host, port)
     # receives the signal uvicorn re-raises after its shutdown, so the process exits 0

@@ -7,6 +7,7 @@ whenever ``/metrics`` is scraped, so they are right whichever process ran the pi
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 
 from prometheus_client import (
@@ -23,6 +24,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.gc_collector import GCCollector
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
@@ -35,6 +37,8 @@ log = logging.getLogger("kasparro.metrics")
 HTTP_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 RUN_DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 RECORD_STAGES = ("fetched", "loaded", "unchanged", "quarantined")
+#: prometheus-client's switch to multiprocess mode, read when it is imported
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -164,29 +168,40 @@ class EtlCollector(Collector):
 
 
 class ApiMetrics:
-    """One registry per app: HTTP metrics, ETL metrics from the database, process metrics."""
+    """One registry per app: HTTP metrics, ETL metrics from the database, process metrics.
+
+    With several worker processes (``kasparro api --workers N`` sets ``PROMETHEUS_MULTIPROC_DIR``)
+    each worker's HTTP counters live in files in that directory, and a scrape, whichever worker
+    answers it, adds up all of them (prometheus-client's multiprocess mode). Per-process metrics
+    (CPU, memory, GC) are left out then: one worker's figures would pass for the whole service's.
+    """
 
     def __init__(self, engine: Engine) -> None:
         # the *_created series only add noise to counters scraped this way
         disable_created_metrics()  # type: ignore[no-untyped-call]
-        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry = CollectorRegistry(auto_describe=False)  # what /metrics renders
+        self.multiprocess_dir = os.environ.get(MULTIPROCESS_ENV) or None
+        own = CollectorRegistry(auto_describe=False) if self.multiprocess_dir else self.registry
         self.requests = Counter(
             "http_requests",
             "HTTP requests by method, route template and status.",
             ["method", "route", "status"],
-            registry=self.registry,
+            registry=own,
         )
         self.latency = Histogram(
             "http_request_duration_seconds",
             "HTTP request latency by method and route template.",
             ["method", "route"],
             buckets=HTTP_LATENCY_BUCKETS,
-            registry=self.registry,
+            registry=own,
         )
         self.registry.register(EtlCollector(engine))
-        ProcessCollector(registry=self.registry)
-        PlatformCollector(registry=self.registry)
-        GCCollector(registry=self.registry)
+        if self.multiprocess_dir:
+            MultiProcessCollector(self.registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        else:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+            GCCollector(registry=self.registry)
 
     def observe(self, *, method: str, route: str, status: int, seconds: float) -> None:
         label = method_label(method)
