@@ -67,7 +67,7 @@ def ingest_section(r: dict[str, Any]) -> str:
         ])  # fmt: skip
     main = _table(
         ["DB", "source", "records", "present", "Kasparro rec/s", "(b) ceiling rec/s",
-         "Kasparro ÷ (b)", "(b′) per batch rec/s", "Kasparro ÷ (b′)", "(a) literal rec/s",
+         "Kasparro ÷ (b)", "(c) per-batch ceiling rec/s", "Kasparro ÷ (c)", "(a) literal rec/s",
          "Kasparro ÷ (a)", "target"],
         rows,
     )  # fmt: skip
@@ -100,10 +100,10 @@ def ingest_section(r: dict[str, Any]) -> str:
         "* **(b) ceiling**: the rows Kasparro wrote (raw payloads, unified, history) bulk-loaded "
         "into empty copies of those tables (same columns and indexes, no foreign keys) in one "
         "transaction with no validation: `COPY` on PostgreSQL, `executemany` on SQLite.\n"
-        "* **(b′) ceiling per batch**: the same load committed every `batch_size` rows of each "
+        "* **(c) ceiling per batch**: the same load committed every `batch_size` rows of each "
         "table, as Kasparro commits (one transaction per batch is what makes a crash lose at "
-        "most one batch). The gap between (b) and (b′) is the price of that durability; the gap "
-        "between (b′) and Kasparro is validation, identity resolution and bookkeeping.\n"
+        "most one batch). The gap between (b) and (c) is the price of that durability; the gap "
+        "between (c) and Kasparro is validation, identity resolution and bookkeeping.\n"
         "* Targets: ≥50,000 rec/s on PostgreSQL and ≥100,000 rec/s on SQLite at 100k records, "
         "and ≥0.5x the ceiling.\n\n"
         f"{main}\n\nWhere the time goes at {biggest:,} records (exclusive time per stage, "

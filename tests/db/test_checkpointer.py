@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -69,18 +70,27 @@ def test_small_databases_start_no_thread(tmp_path: Path) -> None:
         engine.dispose()
 
 
-def test_readers_do_not_checkpoint(tmp_path: Path) -> None:
+def test_readers_do_not_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(checkpointer_module, "START_BYTES", 0)
     path = tmp_path / "r.db"
-    writer = make_engine(f"sqlite:///{path}")
-    _write_megabytes(writer, 1)
-    writer.dispose()
-    reader = make_engine(f"sqlite:///{path}", writer=False)
+    name = f"wal-checkpoint:{path.name}"
+    raw = sqlite3.connect(path, isolation_level=None)  # keeps the WAL in place while open
     try:
+        raw.execute("PRAGMA journal_mode=WAL")
+        raw.execute("CREATE TABLE t (x TEXT)")
+        raw.execute("INSERT INTO t VALUES (?)", ("x" * 100_000,))
+        reader = make_engine(f"sqlite:///{path}", writer=False)
         with reader.begin() as conn:
-            assert conn.exec_driver_sql("SELECT count(*) FROM blob").scalar_one() == 256
-        assert not any(t.name == f"wal-checkpoint:{path.name}" for t in _checkpoint_threads())
-    finally:
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar_one() == 1
+        assert not any(t.name == name for t in _checkpoint_threads())
         reader.dispose()
+        writer = make_engine(f"sqlite:///{path}")  # the control: a writer's commit starts one
+        with writer.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO t VALUES ('y')")
+        assert any(t.name == name for t in _checkpoint_threads())
+        writer.dispose()
+    finally:
+        raw.close()
 
 
 def test_no_wal_file_no_thread_and_close_stops_the_thread(tmp_path: Path) -> None:

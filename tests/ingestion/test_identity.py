@@ -213,3 +213,32 @@ def test_concurrent_sources_resolving_the_same_coins_create_no_duplicates(
     gecko, paprika = results["coingecko"], results["coinpaprika"]
     assert [gecko[f"coin-{i}"] for i in range(200)] == [paprika[f"s{i}-coin"] for i in range(200)]
     assert not any(a["flagged"] for a in _assets(engine).values())
+
+
+def test_symbol_collision_is_flagged_even_when_the_key_map_missed_the_other_asset(
+    engine: Engine,
+) -> None:
+    """On PostgreSQL another source's asset can commit with an id below one this run has already
+    read past; the symbol check must still see it."""
+    resolver = IdentityResolver(engine, "coingecko")
+    with engine.connect() as conn:
+        resolver.preload(conn)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO asset (id, symbol, name, match_key, flagged, created_at) "
+                "VALUES (1000, 'XYZ', 'Xyz', 'XYZ|xyz', false, CURRENT_TIMESTAMP)"
+            )
+        )
+    _resolve(resolver, [Identity("xyz", "xyz", "Xyz")])  # the run has now read up to id 1000
+    with engine.begin() as conn:  # committed later, with a lower id
+        conn.execute(
+            sa.text(
+                "INSERT INTO asset (id, symbol, name, match_key, flagged, created_at) "
+                "VALUES (5, 'ABC', 'Alpha', 'ABC|alpha', false, CURRENT_TIMESTAMP)"
+            )
+        )
+    ids = _resolve(resolver, [Identity("abc-beta", "abc", "Beta")])
+    flagged = _assets(engine)[ids["abc-beta"]]
+    assert flagged["flagged"]
+    assert "symbol shared with 5" in flagged["flag_reason"]

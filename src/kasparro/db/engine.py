@@ -64,6 +64,8 @@ def make_engine(
                     "pool_size": pool_size,
                     "max_overflow": pool_size,
                     "pool_timeout": pool_timeout,
+                    # the most recently used connection first: its page cache is the warm one
+                    "pool_use_lifo": True,
                 }
             ),
         )

@@ -29,8 +29,8 @@ class Identity(NamedTuple):
 class IdentityResolver:
     """Maps one source's coin ids to asset ids, creating assets and mappings as needed.
 
-    What it learns inside a transaction (mappings, and the match keys and symbols of assets it
-    read or created) stays pending until :meth:`commit`; :meth:`discard` forgets it, so a rolled
+    What it learns inside a transaction (mappings, and the match keys of assets it read or
+    created) stays pending until :meth:`commit`; :meth:`discard` forgets it, so a rolled
     back batch never leaves ids of assets that do not exist.
     """
 
@@ -41,13 +41,11 @@ class IdentityResolver:
         self._pending: dict[str, int] = {}
         self._complete = False  # True once preload() has read every stored mapping of the source
         self._mapped: set[int] = set()  # asset ids this source maps to (complete with the cache)
-        # every asset's match key and symbol, read once when the first new coin arrives and then
-        # kept current by reading only assets with a higher id (see _sync_assets)
+        # every asset's match key, read once when the first new coin arrives and then kept
+        # current by reading only assets with a higher id (see _sync_assets)
         self._keys: dict[str, int] = {}
-        self._symbols: dict[str, list[object]] = {}
         self._synced_id = 0
         self._pending_keys: dict[str, int] = {}
-        self._pending_symbols: dict[str, list[object]] = {}
         self._pending_synced_id = 0
         self.created = 0
         self.flagged = 0
@@ -80,15 +78,12 @@ class IdentityResolver:
         self.cache.update(self._pending)
         self._mapped.update(self._pending.values())
         self._keys.update(self._pending_keys)
-        for symbol, labels in self._pending_symbols.items():
-            self._symbols.setdefault(symbol, []).extend(labels)
         self._synced_id = max(self._synced_id, self._pending_synced_id)
         self.discard()
 
     def discard(self) -> None:
         self._pending.clear()
         self._pending_keys.clear()
-        self._pending_symbols.clear()
         self._pending_synced_id = 0
 
     def _not_yet_mapped(self, bulk: BulkWriter, identities: list[Identity]) -> list[Identity]:
@@ -112,7 +107,11 @@ class IdentityResolver:
         keys = {i.coin_id: match_key(i.symbol, i.name) for i in pending}
         by_key = {key: asset_id for key in keys.values() if (asset_id := self._key(key))}
         taken = self._assets_mapped_here(bulk, set(by_key.values()))
-        symbols: dict[str, list[object]] = {}
+        # assets already using the symbols of the coins that may get an asset of their own: read
+        # from the database, not the key map, which a concurrent PostgreSQL writer can outrun
+        symbols = self._assets_by_symbol(
+            bulk, {_symbol(i.symbol) for i in pending if keys[i.coin_id] not in by_key}
+        )
         links: dict[str, str] = {}  # coin_id -> match_key of the asset it maps to
         new_assets: dict[str, tuple[Any, ...]] = {}
         for identity in pending:
@@ -128,10 +127,7 @@ class IdentityResolver:
                 key = f"{key}#{self.source}:{identity.coin_id}"
                 new_assets[key] = self._asset_row(identity, key, reason)
             else:
-                symbol = _symbol(identity.symbol)
-                same_symbol = symbols.get(symbol)
-                if same_symbol is None:
-                    same_symbol = symbols[symbol] = self._symbol_assets(symbol)
+                same_symbol = symbols.setdefault(_symbol(identity.symbol), [])
                 reason = (
                     f"symbol shared with {', '.join(map(str, same_symbol[:5]))} whose names differ; not merged"
                     if same_symbol
@@ -163,13 +159,12 @@ class IdentityResolver:
         self, conn: Connection, bulk: BulkWriter, rows: dict[str, tuple[Any, ...]], now: Any
     ) -> dict[str, int]:
         """Insert new assets; returns match_key → id, including keys a concurrent writer created
-        first (theirs stand, and these coins join them)."""
-        created = bulk.insert_assets([(*row, now) for row in rows.values()])
+        first (theirs stand, and these coins join them). Rows go in match-key order, so two
+        sources inserting overlapping keys lock them in the same order and cannot deadlock."""
+        created = bulk.insert_assets([(*rows[key], now) for key in sorted(rows)])
         self.created += len(created)
         self.flagged += sum(1 for key in created if rows[key][3])
-        for key, asset_id in created.items():
-            self._pending_keys[key] = asset_id
-            self._pending_symbols.setdefault(rows[key][0], []).append(asset_id)
+        self._pending_keys.update(created)
         if created and conn.dialect.name == "sqlite":
             # the write lock has been held since this transaction's _sync_assets, so no other
             # writer can have added an asset in between: the next sync can start after these
@@ -182,26 +177,28 @@ class IdentityResolver:
         return created
 
     def _sync_assets(self, conn: Connection) -> None:
-        """Read the match keys and symbols of assets created since the last sync (all of them the
-        first time). Asset ids only grow, so "id above the last one seen" is the delta; a key
+        """Read the match keys of assets created since the last sync (all of them the first time). Asset ids only grow, so "id above the last one seen" is the delta; a key
         missed by it (a concurrent PostgreSQL writer committing out of id order) still resolves
         correctly through the unique match key when this resolver tries to create it."""
         since = max(self._synced_id, self._pending_synced_id)
-        rows = conn.execute(
-            select(Asset.id, Asset.match_key, Asset.symbol).where(Asset.id > since)
-        ).all()
-        for asset_id, key, symbol in rows:
+        rows = conn.execute(select(Asset.id, Asset.match_key).where(Asset.id > since)).all()
+        for asset_id, key in rows:
             self._pending_keys[key] = asset_id
-            self._pending_symbols.setdefault(symbol, []).append(asset_id)
             since = max(since, asset_id)
         self._pending_synced_id = since
 
     def _key(self, key: str) -> int | None:
         return self._pending_keys.get(key) or self._keys.get(key)
 
-    def _symbol_assets(self, symbol: str) -> list[object]:
-        """Assets already using this symbol (a fresh list the caller may extend)."""
-        return [*self._symbols.get(symbol, ()), *self._pending_symbols.get(symbol, ())]
+    @staticmethod
+    def _assets_by_symbol(bulk: BulkWriter, symbols: set[str]) -> dict[str, list[object]]:
+        """symbol → ids of the assets using it."""
+        found: dict[str, list[object]] = {}
+        for symbol, asset_id in bulk.select_in(
+            "SELECT symbol, id FROM asset WHERE symbol", sorted(symbols)
+        ):
+            found.setdefault(symbol, []).append(asset_id)
+        return found
 
     def _assets_mapped_here(self, bulk: BulkWriter, asset_ids: set[int]) -> set[int]:
         """Which of these assets this source already maps a coin to."""
