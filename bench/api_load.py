@@ -135,7 +135,8 @@ def _one_server(
         body = httpx.get(base + "/data?limit=100").content
         sampler = RssSampler(proc.pid, interval=0.2).start()
         for label, path in paths.items():
-            response = httpx.get(base + path, timeout=30)
+            # generous: with the cache off, the previous load run can leave a backlog of slow requests
+            response = httpx.get(base + path, timeout=180)
             if response.status_code != 200:
                 print(f"[api] {label}: HTTP {response.status_code} {response.text[:200]}")
             etag = response.headers.get("etag")

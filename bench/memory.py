@@ -154,14 +154,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     previous = common.read_result("memory") or {}
     run["date"] = common.now_utc()
-    run["command"] = "python -m bench.run_all memory" + (" " + " ".join(argv) if argv else "")
+    flags = argv if argv is not None else sys.argv[1:]  # run alone: its own command line
+    run["command"] = "python -m bench.run_all memory" + (" " + " ".join(flags) if flags else "")
     # one row per file size, so the 1 GB run (--full) stays beside the default 50 MB one
     runs = {(r["db"], round(r["file_mb"])): r for r in previous.get("csv_runs", [])}
     runs[(args.db, round(file_mb))] = run
     result = {
         "csv_runs": sorted(runs.values(), key=lambda r: (r["db"], r["file_mb"])),
         "api": previous.get("api"),
-        "command": "python -m bench.run_all memory" + (" " + " ".join(argv) if argv else ""),
+        "command": run["command"],
     }
     common.write_result("memory", result)
     return result
