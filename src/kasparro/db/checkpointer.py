@@ -4,10 +4,15 @@ In WAL mode every commit appends pages to the ``-wal`` file, and a checkpoint co
 into the database file (with an fsync). By default SQLite runs that checkpoint inside whichever
 commit pushes the WAL past its limit, so the ingest loop stops for the disk every few batches
 (measured: a third of the time of a 100k-record load). SQLite's documentation suggests the
-alternative used here: writer connections keep only a large automatic limit as a safety net, and
-a dedicated connection on its own thread runs ``PRAGMA wal_checkpoint(PASSIVE)`` after commits.
-A passive checkpoint never blocks readers or writers, and sqlite3 releases the GIL while it does
-the I/O, so it overlaps with the next batch's validation.
+alternative used here: a dedicated connection on its own thread runs
+``PRAGMA wal_checkpoint(PASSIVE)`` when writers commit. A passive checkpoint never blocks readers
+or writers, and sqlite3 releases the GIL while it does the I/O, so it overlaps with the next
+batch's validation. Writers keep their own automatic checkpoint at ``LIMIT_BYTES``, which is what
+lets the WAL start over (see ``committed``).
+
+The wake-up comes from SQLAlchemy's ``commit`` event, which fires just before the commit, so the
+thread trails by one commit; the last one of a burst is copied by the next commit, the writer's
+own checkpoint or ``Engine.dispose``.
 """
 
 from __future__ import annotations
@@ -48,7 +53,6 @@ class WalCheckpointer:
         self.wal = path.with_name(path.name + "-wal")
         self.start_bytes = START_BYTES if start_bytes is None else start_bytes
         self.limit_bytes = LIMIT_BYTES if limit_bytes is None else limit_bytes
-        self.checkpoints = 0
         self._lock = threading.Lock()
         self._worker: _Worker | None = None
 
@@ -119,7 +123,6 @@ class WalCheckpointer:
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
         try:
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            self.checkpoints += 1
         except sqlite3.Error as exc:  # e.g. the file was removed; writers' own limit still applies
             log.warning("WAL checkpoint failed", extra={"error": str(exc)})
 
