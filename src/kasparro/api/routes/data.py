@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
@@ -115,30 +115,23 @@ def list_data(
     for compatibility.
     """
     with read_snapshot(request, engine) as conn:
-        count_key = totals_key(
-            request,
-            "data",
-            symbol=symbol,
-            source=source,
-            asset_id=asset_id,
-            coin_id=coin_id,
-            min_price=min_price,
-            max_price=max_price,
-            min_market_cap=min_market_cap,
-        )
+        filters: dict[str, Any] = {
+            "symbol": symbol,
+            "source": source,
+            "asset_id": asset_id,
+            "coin_id": coin_id,
+            "min_price": min_price,
+            "max_price": max_price,
+            "min_market_cap": min_market_cap,
+        }
+        count_key = totals_key(request, "data", **filters)
         column = sort.lstrip("-")
         after = (
             decode_cursor(page.cursor, spec=sort, kind=SORT_KINDS[column]) if page.cursor else None
         )
         result = queries.list_records(
             conn=conn,
-            symbol=symbol,
-            source=source,
-            asset_id=asset_id,
-            coin_id=coin_id,
-            min_price=min_price,
-            max_price=max_price,
-            min_market_cap=min_market_cap,
+            **filters,
             sort=column,
             descending=sort.startswith("-"),
             after=after,
