@@ -14,7 +14,7 @@ try:
     from kasparro.db import bulk
 except ImportError:  # older tree: everything goes through the repository functions
     bulk = None  # type: ignore[assignment]
-from kasparro.ingestion import base
+from kasparro.ingestion import base, transaction
 from kasparro.ingestion.identity import IdentityResolver
 
 STAGES = (
@@ -27,8 +27,8 @@ STAGES = (
     "history insert",
     "build rows",
     "checkpoint+bookkeeping",
-    "commit+other",
-    "run start/finish",
+    "commit",
+    "other",
 )
 
 
@@ -50,26 +50,15 @@ class Recorder:
         self.seconds[stage] += seconds
 
     def split(self, total: float) -> dict[str, float]:
-        """Exclusive seconds per stage; nested timings are subtracted from their parents."""
+        """Exclusive seconds per stage (the stages do not nest, except the inserts inside
+        ``_write``, subtracted from "build rows"); "other" is the rest of the run's wall time:
+        starting and finishing the run, and waiting for the last WAL checkpoint on SQLite."""
         s = self.seconds
-        inner_write = s["raw insert"] + s["unified upsert"] + s["history insert"]
-        build = max(0.0, s["_write"] - inner_write)
-        booked = s["checkpoint+bookkeeping"]
-        store_known = s["validate+map"] + s["dedupe lookup"] + s["identity"] + s["_write"] + booked
-        out = {
-            "fetch/parse": s["fetch/parse"],
-            "validate+map": s["validate+map"],
-            "dedupe lookup": s["dedupe lookup"],
-            "identity": s["identity"],
-            "raw insert": s["raw insert"],
-            "unified upsert": s["unified upsert"],
-            "history insert": s["history insert"],
-            "build rows": build,
-            "checkpoint+bookkeeping": booked,
-            "commit+other": max(0.0, s["_store_batch"] - store_known),
-        }
-        out["run start/finish"] = max(0.0, total - s["_store_batch"] - s["fetch/parse"])
-        return {k: round(v, 4) for k, v in out.items()}
+        inserts = s["raw insert"] + s["unified upsert"] + s["history insert"]
+        out = {stage: s[stage] for stage in STAGES if stage not in ("build rows", "other")}
+        out["build rows"] = max(0.0, s["_write"] - inserts)
+        out["other"] = max(0.0, total - sum(out.values()))
+        return {stage: round(out[stage], 4) for stage in STAGES}
 
 
 def _timed(recorder: Recorder, stage: str | Callable[..., str], fn: Callable[..., Any]) -> Any:
@@ -153,9 +142,9 @@ def instrumented(recorder: Recorder) -> Iterator[Recorder]:
     else:  # the Core path (dicts)
         _patch_repository(recorder, patches)
     patch(base.BaseIngestion, "_prepare", "validate+map")
-    patch(base.BaseIngestion, "_store_batch", "_store_batch")
+    patch(transaction.SpanningTransaction, "commit", "commit")
     patch(base.BaseIngestion, "_write", "_write")
-    patch(base.BaseIngestion, "_save_checkpoint", "checkpoint+bookkeeping")
+    patch(repository, "save_checkpoint", "checkpoint+bookkeeping")
     patch(repository, "existing_hashes", "dedupe lookup")
     patch(repository, "bump_data_version", "checkpoint+bookkeeping")
     patch(IdentityResolver, "resolve", "identity")

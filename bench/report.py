@@ -108,7 +108,8 @@ def ingest_section(r: dict[str, Any]) -> str:
         "and ≥0.5x the ceiling.\n\n"
         f"{main}\n\nWhere the time goes at {biggest:,} records (exclusive time per stage, "
         "measured by wrapping the pipeline's functions in the bench process; "
-        "`commit+other` is the rest of the batch: the connection checkout and the COMMIT):\n\n"
+        "`commit` is the COMMIT statements; `other` is the rest of the run: starting and finishing it, and "
+        "on SQLite waiting for the last WAL checkpoint):\n\n"
         f"{stages}\n\n{_meta(r)}. cProfile listings: `python -m bench.ingest --profile` writes "
         "`bench/results/ingest_profile_*.txt` (not committed)."
     )

@@ -70,6 +70,15 @@ class Settings(BaseSettings):
     )
     http_timeout: float = Field(10.0, gt=0)
     batch_size: int = Field(1000, ge=1, le=100_000)
+    commit_interval: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description=(
+            "Seconds of batches one write transaction may span before it commits (0: commit "
+            "every batch). A crash loses at most this much work, which the next run redoes."
+        ),
+    )
     csv_path: Path = Path("./data/crypto.csv")
     sequential: bool = Field(
         False, description="Run sources one at a time instead of concurrently."

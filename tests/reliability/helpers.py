@@ -42,6 +42,7 @@ def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
         KASPARRO_COINGECKO_PER_PAGE=str(settings.coingecko_per_page),
         KASPARRO_TOP_N=str(settings.top_n),
         KASPARRO_BATCH_SIZE=str(settings.batch_size),
+        KASPARRO_COMMIT_INTERVAL=str(settings.commit_interval),
         KASPARRO_RETRY_MIN_WAIT=str(settings.retry_min_wait),
         KASPARRO_RETRY_MAX_WAIT=str(settings.retry_max_wait),
         KASPARRO_HTTP_TIMEOUT=str(settings.http_timeout),

@@ -84,6 +84,9 @@ ALL_POINTS = [
 CI_POINTS = [
     p for p in ALL_POINTS if p.name in ("csv-200", "gecko-page-1", "any-run-opened", "csv-1000")
 ]
+# points that do not wait for committed progress: they also fall inside transactions that span
+# batches, as they do with the default commit interval
+TIMED_POINTS = [p for p in ALL_POINTS if p.delay is not None or p.after_open is not None]
 
 
 def _kill_at(point: KillPoint, env: dict[str, str], engine: Engine) -> tuple[int, list[int]]:
@@ -121,14 +124,23 @@ def _note_served(upstream: FakeUpstream, served: dict[str, set[tuple[str, str]]]
 
 
 @pytest.mark.parametrize(
-    "points",
+    ("points", "commit_interval"),
     [
-        pytest.param(CI_POINTS, id="ci-4-points"),
-        pytest.param(ALL_POINTS, id="soak-20-points", marks=pytest.mark.slow),
+        # every batch commits, so kill points on committed progress fall between batches
+        pytest.param(CI_POINTS, 0.0, id="ci-4-points"),
+        pytest.param(TIMED_POINTS[:3], None, id="ci-3-timed-points-default-interval"),
+        pytest.param(ALL_POINTS, 0.0, id="soak-20-points", marks=pytest.mark.slow),
+        pytest.param(
+            TIMED_POINTS, None, id="soak-timed-points-default-interval", marks=pytest.mark.slow
+        ),
     ],
 )
 def test_sigkill_at_many_points_loses_and_duplicates_nothing(
-    make_settings: Callable[..., Settings], engine: Engine, tmp_path: Path, points: list[KillPoint]
+    make_settings: Callable[..., Settings],
+    engine: Engine,
+    tmp_path: Path,
+    points: list[KillPoint],
+    commit_interval: float | None,
 ) -> None:
     csv_path = tmp_path / "growing.csv"
     next_row = append_rows(csv_path, WORLD, 0, CSV_ROWS_PER_PASS)
@@ -144,6 +156,7 @@ def test_sigkill_at_many_points_loses_and_duplicates_nothing(
             batch_size=10,  # one page of 10 per batch, so kill points fall between pages
             coingecko_per_page=10,
             coingecko_min_interval=0.2,
+            **({} if commit_interval is None else {"commit_interval": commit_interval}),
         )
         env = cli_env(settings)
         for number, point in enumerate(points):

@@ -25,6 +25,7 @@ from kasparro.db.models import RAW_MODELS, EtlCheckpoint, PriceHistory, UnifiedC
 from kasparro.exceptions import RecordValidationError, SourceError
 from kasparro.ingestion.drift import DriftDetector, DriftEvent, expected_schema
 from kasparro.ingestion.identity import Identity, IdentityResolver
+from kasparro.ingestion.transaction import SpanningTransaction
 from kasparro.observability.logging import get_logger, log_context
 from kasparro.schemas.unified import UnifiedRecord
 
@@ -61,6 +62,17 @@ class _Prepared:
     blob: str
     digest: str
     record: UnifiedRecord
+
+
+@dataclass
+class _PreparedBatch:
+    """A fetched batch after validation: what is left to store, and what it counts as."""
+
+    batch: FetchedBatch
+    fresh: list[_Prepared]
+    quarantined: list[runs.QuarantinedRecord]
+    drift: list[DriftEvent]
+    unchanged: int
 
 
 _NUL_ESCAPE = "\\u0000"  # how orjson writes a NUL character inside a JSON string
@@ -109,6 +121,10 @@ class BaseIngestion(ABC):
         self._max_updated: datetime | None = None
         self._written_since_analyze = 0
         self._analyze_threshold = 2000
+        self._transaction = SpanningTransaction(engine, interval=settings.commit_interval)
+        # what the batches in the open transaction add to the run's counters and the checkpoint
+        self._uncommitted = runs.RunCounts()
+        self._checkpoint: tuple[str, dict[str, Any]] | None = None
 
     # hooks ----------------------------------------------------------------------------------
 
@@ -150,28 +166,30 @@ class BaseIngestion(ABC):
                     self._identity.preload(conn)
                 for batch in self._rebatched(self.fetch(checkpoint)):
                     if self.stop.is_set():
-                        status = "interrupted"
                         break
                     self._store_batch(batch)
-                else:
-                    status = "partial" if self.counts.quarantined else "success"
-                if self.stop.is_set() and status != "interrupted":
-                    status = "interrupted"
+                self._commit()  # the batches in flight, also when stopping
+                status = "interrupted" if self.stop.is_set() else "success"
+                if status == "success" and self.counts.quarantined:
+                    status = "partial"
             except SourceError as exc:
                 error = str(exc)
+                try:  # what was stored before the source failed stands
+                    self._commit()
+                except SQLAlchemyError as db_exc:
+                    error = f"{error}; then {_database_error(db_exc)}"
                 status = "partial" if self.counts.loaded or self.counts.unchanged else "failed"
                 if self.stop.is_set():
                     status = "interrupted"
                 log.error("source failed", extra={"error": error, "status_code": exc.status_code})
             except SQLAlchemyError as exc:
-                error = (
-                    f"database error: {exc.__class__.__name__}: {str(exc).splitlines()[0][:500]}"
-                )
+                error = _database_error(exc)
                 log.error("database error during run", extra={"error": error})
             except Exception as exc:
                 error = f"unexpected error: {exc.__class__.__name__}: {exc}"
                 log.exception("unexpected error during run")
             finally:
+                self._rollback()  # only if an error left the transaction open
                 self.close()
             result = self._finish(status, error, time.monotonic() - started)
             log.info(
@@ -218,10 +236,10 @@ class BaseIngestion(ABC):
             **self.counts.as_dict(),
         )
 
-    def _prepare(
-        self, batch: FetchedBatch
-    ) -> tuple[list[_Prepared], list[runs.QuarantinedRecord], list[DriftEvent], int]:
-        """Validate and map a batch; returns (fresh records, quarantined, new drift events, unchanged)."""
+    def _prepare(self, batch: FetchedBatch) -> _PreparedBatch:
+        """Validate and map a batch; what it stores is remembered at once, so a record repeated
+        in the next batch counts as unchanged even before this one commits (a batch that fails
+        to commit ends the run, and with it this memory)."""
         prepared: list[_Prepared] = []
         quarantined = list(batch.quarantined)
         if not self.skip_not_newer:
@@ -274,14 +292,16 @@ class BaseIngestion(ABC):
                 unchanged += 1
                 continue
             self._seen_this_run.add(key)
+            self._stored[record.coin_id] = (digest, record.source_updated_at)
             prepared.append(_Prepared(blob, digest, record))
-        return prepared, quarantined, drift, unchanged
+        return _PreparedBatch(batch, prepared, quarantined, drift, unchanged)
 
     def _store_batch(self, batch: FetchedBatch) -> None:
-        """Validate in memory, then store everything the batch implies in one transaction:
-        identities, raw payloads, unified rows, history, quarantine, drift, checkpoint, counters."""
-        prepared, quarantined, drift, unchanged = self._prepare(batch)
-        for event in drift:
+        """Validate a batch, then store everything it implies in the open transaction:
+        identities, raw payloads, unified rows, history, quarantine, drift, checkpoint, counters.
+        The transaction commits once it has been open ``commit_interval`` seconds."""
+        item = self._prepare(batch)
+        for event in item.drift:
             log.warning(
                 "schema drift detected",
                 extra={
@@ -291,16 +311,56 @@ class BaseIngestion(ABC):
                     "observed": event.observed,
                 },
             )
+        created_before = self._identity.created
         try:
-            counts, prepared = self._commit_batch(batch, prepared, quarantined, drift, unchanged)
-        finally:
-            self._identity.discard()
+            counts = self._write_batch(self._transaction.connection(), item)
+        except BaseException:
+            self._rollback()
+            raise
+        self._uncommitted.add(counts)
+        # On PostgreSQL a new asset's key stays locked until commit; a source holding keys from
+        # several batches could deadlock with another source taking the same keys in a different
+        # order, so a batch that created assets commits at once (keys go in sorted order within one).
+        created = self._identity.created != created_before
+        if self._transaction.due() or (created and self.engine.dialect.name == "postgresql"):
+            self._commit()
+
+    def _commit(self) -> None:
+        """Commit the open transaction (if any) and take in what it stored."""
+        if not self._transaction.is_open:
+            return
+        try:
+            conn = self._transaction.connection()
+            # the checkpoint and the run's counters cover exactly what this transaction stored
+            if self._checkpoint is not None:
+                last_value, state = self._checkpoint
+                repo.save_checkpoint(
+                    conn=conn,
+                    source=self.name,
+                    last_value=last_value,
+                    state=state,
+                    run_id=self.run_id,
+                )
+            runs.add_batch_counts(conn=conn, run_id=self.run_id or 0, counts=self._uncommitted)
+            # the served data changed: done last, so the single row is locked only briefly
+            repo.bump_data_version(conn=conn)
+            self._transaction.commit()
+        except BaseException:
+            self._rollback()
+            raise
+        self._identity.commit()
+        self._checkpoint = None
+        counts, self._uncommitted = self._uncommitted, runs.RunCounts()
         self.counts.add(counts)
-        for p in prepared:
-            self._stored[p.record.coin_id] = (p.digest, p.record.source_updated_at)
-        self._refresh_statistics(len(prepared))
+        self._refresh_statistics(counts.loaded)
         if self.progress is not None:
             self.progress(self.name, self.counts)
+
+    def _rollback(self) -> None:
+        self._transaction.rollback()
+        self._identity.discard()
+        self._uncommitted = runs.RunCounts()
+        self._checkpoint = None
 
     def _rebatched(self, batches: Iterator[FetchedBatch]) -> Iterator[FetchedBatch]:
         """Merge small stateless batches (API pages) up to ``batch_size``: fewer, larger
@@ -343,40 +403,29 @@ class BaseIngestion(ABC):
         self._written_since_analyze = 0
         self._analyze_threshold *= 2
 
-    def _commit_batch(
-        self,
-        batch: FetchedBatch,
-        prepared: list[_Prepared],
-        quarantined: list[runs.QuarantinedRecord],
-        drift: list[DriftEvent],
-        unchanged: int,
-    ) -> tuple[runs.RunCounts, list[_Prepared]]:
-        with self.engine.begin() as conn:
-            known = repo.existing_hashes(
-                conn=conn, table=self.raw_table, hashes=[p.digest for p in prepared]
-            )
-            if known:
-                unchanged += sum(1 for p in prepared if p.digest in known)
-                prepared = [p for p in prepared if p.digest not in known]
-            assets = self._resolve(conn, prepared)
-            counts = runs.RunCounts(
-                fetched=len(batch.records) + len(batch.quarantined),
-                loaded=len(prepared),
-                unchanged=unchanged,
-                quarantined=len(quarantined),
-                drift_events=len(drift),
-            )
-            self._write(conn, prepared, assets, write_raw=True)
-            runs.record_quarantine(
-                conn=conn, source=self.name, run_id=self.run_id, records=quarantined
-            )
-            runs.record_drift(conn=conn, source=self.name, run_id=self.run_id or 0, events=drift)
-            self._save_checkpoint(conn, batch, prepared)
-            runs.add_batch_counts(conn=conn, run_id=self.run_id or 0, counts=counts)
-            # every batch moves the run's counters, which the API serves too
-            repo.bump_data_version(conn=conn)
-        self._identity.commit()
-        return counts, prepared
+    def _write_batch(self, conn: Connection, item: _PreparedBatch) -> runs.RunCounts:
+        batch, prepared, unchanged = item.batch, item.fresh, item.unchanged
+        known = repo.existing_hashes(
+            conn=conn, table=self.raw_table, hashes=[p.digest for p in prepared]
+        )
+        if known:
+            unchanged += sum(1 for p in prepared if p.digest in known)
+            prepared = [p for p in prepared if p.digest not in known]
+        assets = self._resolve(conn, prepared)
+        counts = runs.RunCounts(
+            fetched=len(batch.records) + len(batch.quarantined),
+            loaded=len(prepared),
+            unchanged=unchanged,
+            quarantined=len(item.quarantined),
+            drift_events=len(item.drift),
+        )
+        self._write(conn, prepared, assets, write_raw=True)
+        runs.record_quarantine(
+            conn=conn, source=self.name, run_id=self.run_id, records=item.quarantined
+        )
+        runs.record_drift(conn=conn, source=self.name, run_id=self.run_id or 0, events=item.drift)
+        self._move_checkpoint(batch, prepared)
+        return counts
 
     def _resolve(self, conn: Connection, prepared: list[_Prepared]) -> dict[str, int]:
         """coin_id → asset_id for every prepared record; only coins the resolver does not know
@@ -448,31 +497,18 @@ class BaseIngestion(ABC):
         for part in repo.chunks(history, self.settings.batch_size):
             bulk.insert_history(part)
 
-    def _save_checkpoint(
-        self, conn: Connection, batch: FetchedBatch, prepared: list[_Prepared]
-    ) -> None:
-        """Move the checkpoint with the data it covers; a batch that stored nothing leaves it be.
+    def _move_checkpoint(self, batch: FetchedBatch, prepared: list[_Prepared]) -> None:
+        """Where the checkpoint stands once this batch commits (written by :meth:`_commit`, in
+        the same transaction); a batch that stored nothing leaves it be.
 
         File sources hand in their own state (file identity and offset); API sources keep the
         newest ``last_updated`` stored, dlt-style, as ``last_value``.
         """
         if batch.state is not None:
-            repo.save_checkpoint(
-                conn=conn,
-                source=self.name,
-                last_value=str(batch.state.get("last_value")),
-                state=batch.state,
-                run_id=self.run_id,
-            )
+            self._checkpoint = (str(batch.state.get("last_value")), batch.state)
         elif prepared and self._max_updated is not None:
             last_value = self._max_updated.isoformat()
-            repo.save_checkpoint(
-                conn=conn,
-                source=self.name,
-                last_value=last_value,
-                state={"max_source_updated_at": last_value},
-                run_id=self.run_id,
-            )
+            self._checkpoint = (last_value, {"max_source_updated_at": last_value})
 
     # replay ---------------------------------------------------------------------------------
 
@@ -527,6 +563,10 @@ class BaseIngestion(ABC):
             prepared.append(_Prepared(*serialize(payload), record))
         self.counts.loaded += len(prepared)
         self._write(conn, prepared, self._resolve(conn, prepared), write_raw=False)
+
+
+def _database_error(exc: SQLAlchemyError) -> str:
+    return f"database error: {exc.__class__.__name__}: {str(exc).splitlines()[0][:500]}"
 
 
 def _newer_or_equal(candidate: datetime | None, current: datetime | None) -> bool:

@@ -104,13 +104,14 @@ class IdentityResolver:
         if not pending:
             return
         self._sync_assets(conn)
+        pending = [Identity(i.coin_id, _symbol(i.symbol), i.name.strip()) for i in pending]
         keys = {i.coin_id: match_key(i.symbol, i.name) for i in pending}
         by_key = {key: asset_id for key in keys.values() if (asset_id := self._key(key))}
         taken = self._assets_mapped_here(bulk, set(by_key.values()))
         # assets already using the symbols of the coins that may get an asset of their own: read
         # from the database, not the key map, which a concurrent PostgreSQL writer can outrun
         symbols = self._assets_by_symbol(
-            bulk, {_symbol(i.symbol) for i in pending if keys[i.coin_id] not in by_key}
+            bulk, {i.symbol for i in pending if keys[i.coin_id] not in by_key}
         )
         links: dict[str, str] = {}  # coin_id -> match_key of the asset it maps to
         new_assets: dict[str, tuple[Any, ...]] = {}
@@ -127,7 +128,7 @@ class IdentityResolver:
                 key = f"{key}#{self.source}:{identity.coin_id}"
                 new_assets[key] = self._asset_row(identity, key, reason)
             else:
-                same_symbol = symbols.setdefault(_symbol(identity.symbol), [])
+                same_symbol = symbols.setdefault(identity.symbol, [])
                 reason = (
                     f"symbol shared with {', '.join(map(str, same_symbol[:5]))} whose names differ; not merged"
                     if same_symbol
@@ -139,16 +140,9 @@ class IdentityResolver:
         now = bulk.timestamp(utcnow())
         if new_assets:
             by_key.update(self._create_assets(conn, bulk, new_assets, now))
+        source = self.source
         mappings = [
-            (
-                by_key[links[i.coin_id]],
-                self.source,
-                i.coin_id,
-                _symbol(i.symbol),
-                i.name.strip(),
-                now,
-            )
-            for i in pending
+            (by_key[links[i.coin_id]], source, i.coin_id, i.symbol, i.name, now) for i in pending
         ]
         inserted = bulk.insert_asset_sources(mappings)
         self._pending.update({coin_id: asset_id for asset_id, _, coin_id, *_ in mappings})
@@ -214,13 +208,8 @@ class IdentityResolver:
 
     @staticmethod
     def _asset_row(identity: Identity, key: str, flag_reason: str | None) -> tuple[Any, ...]:
-        return (
-            _symbol(identity.symbol),
-            identity.name.strip(),
-            key,
-            flag_reason is not None,
-            flag_reason,
-        )
+        """``identity`` with its symbol and name already cleaned."""
+        return (identity.symbol, identity.name, key, flag_reason is not None, flag_reason)
 
 
 def _symbol(symbol: str) -> str:
