@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, Engine, select
 
 from kasparro.db.bulk import BulkWriter
-from kasparro.db.models import Asset, AssetSource, utcnow
+from kasparro.db.models import AssetSource, utcnow
 from kasparro.schemas.unified import match_key
 
 
@@ -175,11 +175,9 @@ class IdentityResolver:
         missed by it (a concurrent PostgreSQL writer committing out of id order) still resolves
         correctly through the unique match key when this resolver tries to create it."""
         since = max(self._synced_id, self._pending_synced_id)
-        rows = conn.execute(select(Asset.id, Asset.match_key).where(Asset.id > since)).all()
-        for asset_id, key in rows:
-            self._pending_keys[key] = asset_id
-            since = max(since, asset_id)
-        self._pending_synced_id = since
+        rows = BulkWriter(conn).select_after("SELECT id, match_key FROM asset WHERE id", since)
+        self._pending_keys.update((key, asset_id) for asset_id, key in rows)
+        self._pending_synced_id = max(since, *(asset_id for asset_id, _ in rows), 0)
 
     def _key(self, key: str) -> int | None:
         return self._pending_keys.get(key) or self._keys.get(key)
