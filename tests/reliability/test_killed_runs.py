@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from kasparro.config import Settings
+from kasparro.db.engine import make_engine
 from kasparro.pipeline.runner import run_pass
 from tests.fakes import FakeUpstream, advance, coins
 from tests.reliability.csvgen import append_rows
@@ -90,7 +91,20 @@ TIMED_POINTS = [p for p in ALL_POINTS if p.delay is not None or p.after_open is 
 
 
 def _kill_at(point: KillPoint, env: dict[str, str], engine: Engine) -> tuple[int, list[int]]:
-    """Start a pass in a subprocess, SIGKILL it at ``point``; return its pid and the runs it left open."""
+    """Start a pass in a subprocess, SIGKILL it at ``point``; return its pid and the runs it left open.
+
+    The kill point is watched through a read-only engine: on SQLite a writer's connection waits
+    for the write lock, which the pass's commits can keep from it past the kill point."""
+    watcher = make_engine(env["KASPARRO_DATABASE_URL"], writer=False)
+    try:
+        return _kill_when(point, env, engine, watcher)
+    finally:
+        watcher.dispose()
+
+
+def _kill_when(
+    point: KillPoint, env: dict[str, str], engine: Engine, watcher: Engine
+) -> tuple[int, list[int]]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "kasparro", "etl", "run"],
         env=env,
@@ -99,7 +113,7 @@ def _kill_at(point: KillPoint, env: dict[str, str], engine: Engine) -> tuple[int
     )
     started, opened = time.monotonic(), []
     try:
-        while not point.reached(engine, started, opened):
+        while not point.reached(watcher, started, opened):
             if proc.poll() is not None:
                 pytest.fail(
                     f"{point.name}: the pass ended ({proc.returncode}) before the kill point"

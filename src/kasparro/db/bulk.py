@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 
 # (column, PostgreSQL type) in the order rows are given
 RAW_COLUMNS = (
@@ -177,10 +178,14 @@ class BulkWriter:
 
     @contextlib.contextmanager
     def _driver_cursor(self) -> Iterator[Any]:
-        """A cursor of the driver itself (sqlite3 or psycopg) on the connection's transaction."""
+        """A cursor of the driver itself (sqlite3 or psycopg) on the connection's transaction;
+        its errors are raised as SQLAlchemy's, as the rest of the code expects."""
         cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        driver_error = self.conn.dialect.loaded_dbapi.Error
         try:
             yield cursor
+        except driver_error as exc:
+            raise DBAPIError.instance(None, None, exc, driver_error) from exc
         finally:
             cursor.close()
 
