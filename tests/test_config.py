@@ -68,6 +68,8 @@ ENV_CASES: list[tuple[str, str, str, Any]] = [
     ("KASPARRO_RETRY_MAX_WAIT", "30", "retry_max_wait", 30.0),
     ("KASPARRO_HTTP_TIMEOUT", "3.5", "http_timeout", 3.5),
     ("KASPARRO_BATCH_SIZE", "777", "batch_size", 777),
+    ("KASPARRO_COMMIT_INTERVAL", "0.5", "commit_interval", 0.5),
+    ("KASPARRO_API_THREADS", "6", "api_threads", 6),
     ("KASPARRO_CSV_PATH", "/srv/prices.csv", "csv_path", Path("/srv/prices.csv")),
     ("KASPARRO_SCHEDULE", "*/5 * * * *", "schedule", "*/5 * * * *"),
 ]
@@ -120,6 +122,8 @@ def test_per_source_top_n_overrides_the_global_one(monkeypatch: pytest.MonkeyPat
         ({"KASPARRO_RETRY_ATTEMPTS": "0"}, "KASPARRO_RETRY_ATTEMPTS"),
         ({"KASPARRO_HTTP_TIMEOUT": "0"}, "KASPARRO_HTTP_TIMEOUT"),
         ({"KASPARRO_BATCH_SIZE": "many"}, "KASPARRO_BATCH_SIZE"),
+        ({"KASPARRO_COMMIT_INTERVAL": "-1"}, "KASPARRO_COMMIT_INTERVAL"),
+        ({"KASPARRO_API_THREADS": "0"}, "KASPARRO_API_THREADS"),
         ({"KASPARRO_COINPAPRIKA_MIN_INTERVAL": "-1"}, "KASPARRO_COINPAPRIKA_MIN_INTERVAL"),
         ({"KASPARRO_DATABASE_URL": "mysql://x/y"}, "KASPARRO_DATABASE_URL"),
         (

@@ -116,6 +116,15 @@ class Settings(BaseSettings):
         600, ge=0, description="Requests per client per minute; 0 turns the limiter off."
     )
     cache_max_entries: int = Field(2048, ge=0)
+    api_threads: int = Field(
+        2,
+        ge=1,
+        le=200,
+        description=(
+            "Request handlers one API process runs at once; more waiting requests queue. Few "
+            "threads serve more: handlers are Python work, and threads contend for the GIL."
+        ),
+    )
     data_version_ttl: float = Field(
         0.5, ge=0, description="Seconds the API trusts its last read of the data version."
     )

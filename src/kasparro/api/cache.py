@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -31,6 +32,10 @@ class DataState:
 class DataVersionTracker:
     """Reads the data state at most every ``ttl`` seconds; safe to call from many threads."""
 
+    #: Seconds a claimed refresh keeps others on the remembered state; past it, a claim whose
+    #: request was cancelled before its thread ran is taken over.
+    CLAIM_TIMEOUT = 5.0
+
     def __init__(self, engine: Engine, ttl: float) -> None:
         self.engine = engine
         self.ttl = ttl
@@ -38,16 +43,40 @@ class DataVersionTracker:
         self._read_at = 0.0
         self._lock = threading.Lock()
         self._refreshing = threading.Lock()
+        self._claimed_at = -math.inf
 
     def fresh(self) -> DataState | None:
         """The remembered state if still within the TTL, or while another request is already
         re-reading it (no stampede of identical reads when the TTL runs out under load)."""
         state = self._state
-        if state is not None and (
-            time.monotonic() - self._read_at < self.ttl or self._refreshing.locked()
+        if state is None:
+            return None
+        now = time.monotonic()
+        if (
+            now - self._read_at < self.ttl
+            or self._refreshing.locked()
+            or now - self._claimed_at < self.CLAIM_TIMEOUT
         ):
             return state
         return None
+
+    def claim(self) -> bool:
+        """Take the next refresh (from the event loop, before handing it to a thread): until
+        :meth:`refresh_claimed` ends, :meth:`fresh` gives every other request the remembered
+        state at once, instead of queueing them for threads that would only return it."""
+        now = time.monotonic()
+        if self._state is None or now - self._claimed_at < self.CLAIM_TIMEOUT:
+            return False
+        self._claimed_at = now
+        return True
+
+    def refresh_claimed(self) -> DataState:
+        """Re-read the state for the request holding the claim, and give the claim up."""
+        try:
+            with self._refreshing:
+                return self._read()
+        finally:
+            self._claimed_at = -math.inf
 
     def observe(self, state: DataState) -> None:
         """Adopt a newer state that a request read in its own snapshot, so later cache hits are
@@ -67,8 +96,11 @@ class DataVersionTracker:
             state = self._state
             if state is not None and time.monotonic() - self._read_at < self.ttl:
                 return state  # another request refreshed it while this one waited
-            with self.engine.connect() as conn:
-                version, token = queries.read_data_state(conn=conn)
+            return self._read()
+
+    def _read(self) -> DataState:
+        with self.engine.connect() as conn:
+            version, token = queries.read_data_state(conn=conn)
         read = DataState(version=version, token=token)
         with self._lock:
             if self._state is None or read.version >= self._state.version:

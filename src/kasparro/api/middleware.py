@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from kasparro.api.cache import (
     CachedBody,
+    DataState,
     DataVersionTracker,
     ResponseCache,
     cache_key,
@@ -200,6 +201,16 @@ class ResponseCacheMiddleware:
         self.prefixes = prefixes
         self.key_extra = key_extra
 
+    async def _refreshed_state(self) -> DataState:
+        """The data state once its TTL has run out: this request re-reads it, or, while another
+        request is doing that, it gets the remembered state without waiting for a thread."""
+        if self.tracker.claim():
+            return await run_in_threadpool(self.tracker.refresh_claimed)
+        state = self.tracker.fresh()
+        if state is not None:
+            return state
+        return await run_in_threadpool(self.tracker.current)  # the very first read: wait for it
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] != "http"
@@ -211,7 +222,7 @@ class ResponseCacheMiddleware:
         state = self.tracker.fresh()
         if state is None:
             try:
-                state = await run_in_threadpool(self.tracker.current)
+                state = await self._refreshed_state()
             except Exception:  # the route will meet the same failure and answer 503
                 await self.app(scope, receive, send)
                 return

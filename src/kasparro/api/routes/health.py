@@ -121,6 +121,6 @@ def health(request: Request, services: ServicesDep) -> Response:
 
 
 @router.get("/health/live", response_model=LivePublic, summary="Liveness probe")
-def live() -> Response:
+async def live() -> Response:
     """Answers as long as the process serves requests; never touches the database."""
     return JsonResponse({"status": "alive"}, headers={"Cache-Control": "no-store"})

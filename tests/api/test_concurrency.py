@@ -1,0 +1,77 @@
+"""How one API process shares its threads and its reads of the data version under load."""
+
+from __future__ import annotations
+
+import anyio.to_thread
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import Engine, event
+
+from kasparro.api.cache import DataState, DataVersionTracker
+from tests.api.conftest import ClientFactory
+
+
+async def _handler_threads() -> float:
+    return anyio.to_thread.current_default_thread_limiter().total_tokens
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_request_handlers_share_as_many_threads_as_configured(
+    make_client: ClientFactory, threads: int
+) -> None:
+    client = make_client(api_threads=threads)
+    assert client.portal is not None
+    assert client.portal.call(_handler_threads) == threads
+    assert client.get("/data?limit=5").status_code == 200
+
+
+def _count_reads(engine: Engine) -> list[str]:
+    reads: list[str] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.startswith("SELECT") and "data_version" in statement:
+            reads.append(statement)
+
+    return reads
+
+
+def test_an_expired_state_is_re_read_by_one_claimant_while_others_keep_the_old_one(
+    engine: Engine,
+) -> None:
+    tracker = DataVersionTracker(engine, ttl=0.0)  # every state is expired at once
+    first = tracker.current()
+    reads = _count_reads(engine)
+    assert tracker.fresh() is None  # expired, and nobody is refreshing it
+    assert tracker.claim() is True
+    assert tracker.claim() is False  # one claimant at a time
+    assert tracker.fresh() == first  # the others answer from the remembered state, no read
+    assert reads == []
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE data_version SET version = version + 1"))
+    refreshed = tracker.refresh_claimed()
+    assert refreshed.version == first.version + 1
+    assert len(reads) == 1
+    assert tracker.fresh() is None  # the claim is given up with the read
+    assert tracker.claim() is True
+
+
+def test_an_abandoned_claim_is_taken_over_after_its_timeout(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request cancelled while waiting for a thread never refreshes; its claim must not keep
+    every later request on an old state forever."""
+    tracker = DataVersionTracker(engine, ttl=0.0)
+    tracker.current()
+    monkeypatch.setattr(DataVersionTracker, "CLAIM_TIMEOUT", 0.0)
+    assert tracker.claim() is True
+    assert tracker.fresh() is None  # the claim has already timed out
+    assert tracker.claim() is True
+
+
+def test_the_first_read_has_nothing_to_hand_out_and_is_not_claimed(engine: Engine) -> None:
+    tracker = DataVersionTracker(engine, ttl=10.0)
+    assert tracker.fresh() is None
+    assert tracker.claim() is False  # nothing remembered yet: every request reads (and waits)
+    assert isinstance(tracker.current(), DataState)
+    assert tracker.fresh() is not None
