@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
 import anyio.to_thread
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine, event
 
 from kasparro.api.cache import DataState, DataVersionTracker
-from tests.api.conftest import ClientFactory
+from kasparro.db import queries
+from tests.api.conftest import ClientFactory, Seeded
 
 
 async def _handler_threads() -> float:
@@ -75,3 +80,33 @@ def test_the_first_read_has_nothing_to_hand_out_and_is_not_claimed(engine: Engin
     assert tracker.claim() is False  # nothing remembered yet: every request reads (and waits)
     assert isinstance(tracker.current(), DataState)
     assert tracker.fresh() is not None
+
+
+@pytest.mark.parametrize(("cache_entries", "renders"), [(2048, 1), (0, 6)])
+def test_identical_requests_that_miss_together_are_rendered_once(
+    make_client: ClientFactory,
+    seeded: Seeded,
+    monkeypatch: pytest.MonkeyPatch,
+    cache_entries: int,
+    renders: int,
+) -> None:
+    """Six identical requests arrive while the first is still rendering: with the cache on they
+    wait for that body; with it off each renders its own."""
+    calls: list[float] = []
+    original = queries.list_records
+
+    def slow_list_records(**kwargs: Any) -> Any:
+        calls.append(time.monotonic())
+        time.sleep(0.3)
+        return original(**kwargs)
+
+    monkeypatch.setattr(queries, "list_records", slow_list_records)
+    client = make_client(api_threads=6, cache_max_entries=cache_entries)
+    client.get("/health")  # the data version is known before the herd arrives
+    with ThreadPoolExecutor(6) as pool:
+        responses = list(pool.map(lambda _: client.get("/data?limit=5"), range(6)))
+    assert [r.status_code for r in responses] == [200] * 6
+    assert len({tuple(row["coin_id"] for row in r.json()["data"]) for r in responses}) == 1
+    assert len(calls) == renders
+    if cache_entries:
+        assert sorted(r.headers["x-cache"] for r in responses) == ["hit"] * 5 + ["miss"]

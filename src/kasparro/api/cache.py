@@ -118,6 +118,9 @@ class CachedBody:
 
 
 class ResponseCache(Protocol):
+    #: False when nothing is ever stored (an in-process cache of size 0).
+    enabled: bool
+
     async def get(self, key: str) -> CachedBody | None: ...
 
     async def set(self, key: str, entry: CachedBody) -> None: ...
@@ -130,6 +133,7 @@ class MemoryCache:
 
     def __init__(self, max_entries: int) -> None:
         self.max_entries = max_entries
+        self.enabled = max_entries > 0
         self._entries: OrderedDict[str, CachedBody] = OrderedDict()
 
     async def get(self, key: str) -> CachedBody | None:
@@ -160,6 +164,7 @@ class RedisCache:
         import redis.asyncio as aioredis
 
         self.ttl = ttl
+        self.enabled = True
         self._client: Any = aioredis.Redis.from_url(
             url, socket_timeout=0.5, socket_connect_timeout=0.5
         )

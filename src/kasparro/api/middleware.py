@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
+import anyio
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -184,7 +185,11 @@ class RateLimitMiddleware:
 
 
 class ResponseCacheMiddleware:
-    """Serves cached GET bodies (and 304s) without entering the app; stores what the routes render."""
+    """Serves cached GET bodies (and 304s) without entering the app; stores what the routes
+    render. Identical requests that miss together are rendered once: the others wait for it."""
+
+    #: Longest a request waits for another one rendering the same body before rendering its own.
+    FOLLOW_TIMEOUT = 5.0
 
     def __init__(
         self,
@@ -198,6 +203,8 @@ class ResponseCacheMiddleware:
         self.app = app
         self.cache = cache
         self.tracker = tracker
+        # keys whose response a request is computing now, so identical requests wait for it
+        self._computing: dict[str, anyio.Event] = {}
         self.prefixes = prefixes
         self.key_extra = key_extra
 
@@ -234,6 +241,13 @@ class ResponseCacheMiddleware:
         scope[REKEY_KEY] = lambda token: cache_key(path, query, token, extra)
         headers = [(b"etag", etag_for(key).encode()), (b"cache-control", b"no-cache")]
         entry = await self.cache.get(key)
+        computing = self._computing.get(key) if self.cache.enabled else None
+        if entry is None and computing is not None:
+            # the same body is being rendered for another request (the herd after each ETL
+            # commit): wait for it in the event loop instead of rendering it again in a thread
+            with anyio.move_on_after(self.FOLLOW_TIMEOUT):
+                await computing.wait()
+            entry = await self.cache.get(key)
         if entry is not None:
             scope[ROUTE_KEY] = entry.route
             given = _header(scope, b"if-none-match")
@@ -262,9 +276,17 @@ class ResponseCacheMiddleware:
                 status = int(message["status"])
             await send(message)
 
-        await self.app(scope, receive, watch)
-        prefix = scope.get(CACHE_STORE_KEY)
-        if status in (200, 304) and isinstance(prefix, bytes):
-            # the route may have re-keyed the entry to the data state its snapshot actually saw
-            stored_key = scope.get(CACHE_KEY_KEY, key)
-            await self.cache.set(stored_key, CachedBody(route=route_template(scope), prefix=prefix))
+        leader = self.cache.enabled and key not in self._computing
+        if leader:
+            self._computing[key] = anyio.Event()
+        try:
+            await self.app(scope, receive, watch)
+            prefix = scope.get(CACHE_STORE_KEY)
+            if status in (200, 304) and isinstance(prefix, bytes):
+                # the route may have re-keyed the entry to the data state its snapshot saw
+                stored_key = scope.get(CACHE_KEY_KEY, key)
+                entry = CachedBody(route=route_template(scope), prefix=prefix)
+                await self.cache.set(stored_key, entry)
+        finally:
+            if leader:
+                self._computing.pop(key).set()
