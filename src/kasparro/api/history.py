@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from urllib.parse import parse_qs
 
 from kasparro.api.errors import ApiError
+from kasparro.db.queries import Observation
 from kasparro.schemas.api import HistoryBucket
 
 INTERVAL_SECONDS = {"1h": 3600, "1d": 86400}
@@ -71,27 +72,36 @@ def window_cache_token(path: str, query_string: bytes) -> str:
     return now_bucket_end(interval).isoformat()
 
 
-def buckets(rows: list[dict[str, Any]], step: int) -> list[HistoryBucket]:
-    """Group observations (oldest first) into buckets of ``step`` seconds."""
-    grouped: dict[int, list[dict[str, Any]]] = {}
+def buckets(rows: Sequence[Observation], step: int) -> list[HistoryBucket]:
+    """Group observations ``(epoch, price, high, low, volume)``, oldest first, into buckets of
+    ``step`` seconds: open and close are the first and last price, high and low span prices and
+    the reported highs and lows, volume is the last one reported."""
+    out: list[HistoryBucket] = []
+    members: list[Observation] = []
+    current: int | None = None
     for row in rows:
-        epoch = int(utc(row["observed_at"]).timestamp())
-        grouped.setdefault(epoch - epoch % step, []).append(row)
-    out = []
-    for start, members in sorted(grouped.items()):
-        prices = [m["price_usd"] for m in members if m["price_usd"] is not None]
-        highs = prices + [m["high_usd"] for m in members if m["high_usd"] is not None]
-        lows = prices + [m["low_usd"] for m in members if m["low_usd"] is not None]
-        volumes = [m["volume_24h_usd"] for m in members if m["volume_24h_usd"] is not None]
-        out.append(
-            HistoryBucket(
-                start=datetime.fromtimestamp(start, UTC),
-                open=prices[0] if prices else None,
-                high=max(highs) if highs else None,
-                low=min(lows) if lows else None,
-                close=prices[-1] if prices else None,
-                volume_24h_usd=volumes[-1] if volumes else None,
-                observations=len(members),
-            )
-        )
+        start = row[0] - row[0] % step
+        if start != current and members:
+            out.append(_bucket(current or 0, members))
+            members = []
+        current = start
+        members.append(row)
+    if members:
+        out.append(_bucket(current or 0, members))
     return out
+
+
+def _bucket(start: int, members: list[Observation]) -> HistoryBucket:
+    prices = [m[1] for m in members if m[1] is not None]
+    highs = prices + [m[2] for m in members if m[2] is not None]
+    lows = prices + [m[3] for m in members if m[3] is not None]
+    volumes = [m[4] for m in members if m[4] is not None]
+    return HistoryBucket(
+        start=datetime.fromtimestamp(start, UTC),
+        open=prices[0] if prices else None,
+        high=max(highs) if highs else None,
+        low=min(lows) if lows else None,
+        close=prices[-1] if prices else None,
+        volume_24h_usd=volumes[-1] if volumes else None,
+        observations=len(members),
+    )
