@@ -126,7 +126,7 @@ def seed_market(engine: Engine) -> Seeded:
                         asset_id=position,
                         source=source,
                         coin_id=coin_id,
-                        symbol=symbol if source != "coingecko" else symbol.lower(),
+                        symbol=symbol,  # upper-case, as every mapper stores it
                         name=name,
                         rank=position if price is not None else None,
                         price_usd=price * factor if price is not None else None,

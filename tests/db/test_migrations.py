@@ -87,3 +87,39 @@ def test_concurrent_upgrades_are_serialized(empty_url: str) -> None:
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM data_version")).scalar_one() == 1
     engine.dispose()
+
+
+def test_symbols_stored_by_an_older_revision_are_upper_cased(empty_url: str) -> None:
+    engine = make_engine(empty_url)
+    upgrade_schema(engine, "0002")
+    now = "2026-01-01 00:00:00"
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO asset (id, symbol, name, match_key, flagged, created_at) "
+                "VALUES (1, 'btc', 'Bitcoin', 'BTC|bitcoin', false, :t)"
+            ),
+            {"t": now},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO asset_source (asset_id, source, coin_id, symbol, name, created_at) "
+                "VALUES (1, 'coingecko', 'bitcoin', 'btc', 'Bitcoin', :t)"
+            ),
+            {"t": now},
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO unified_crypto (asset_id, source, coin_id, symbol, name, ingested_at) "
+                "VALUES (1, 'coingecko', 'bitcoin', 'btc', 'Bitcoin', :t)"
+            ),
+            {"t": now},
+        )
+    upgrade_schema(engine)
+    with engine.connect() as conn:
+        symbols = [
+            conn.execute(sa.text(f"SELECT symbol FROM {table}")).scalar_one()
+            for table in ("asset", "asset_source", "unified_crypto")
+        ]
+    engine.dispose()
+    assert symbols == ["BTC", "BTC", "BTC"]

@@ -45,6 +45,13 @@ UNIFIED_SORT_COLUMNS: dict[str, Any] = {
 Row = dict[str, Any]
 
 
+def stored_symbol(symbol: str) -> str:
+    """A symbol as every source's mapping and the identity resolver store it: upper-case. An
+    equality on it is a case-insensitive match that the symbol index answers (``lower(symbol)``
+    would scan the table, and folds only ASCII on SQLite)."""
+    return symbol.upper()
+
+
 @dataclass(frozen=True)
 class Page:
     """One page of rows, whether more follow, and how many match in total."""
@@ -142,7 +149,7 @@ def list_records(
     u = UnifiedCrypto
     where: list[ColumnElement[bool]] = []
     if symbol is not None:
-        where.append(func.lower(u.symbol) == symbol.lower())
+        where.append(u.symbol == stored_symbol(symbol))
     if source is not None:
         where.append(u.source == source)
     if asset_id is not None:
@@ -181,7 +188,7 @@ def list_assets(
     """Canonical assets by id; ``source`` keeps those the source has reported."""
     where: list[ColumnElement[bool]] = []
     if symbol is not None:
-        where.append(func.lower(Asset.symbol) == symbol.lower())
+        where.append(Asset.symbol == stored_symbol(symbol))
     if source is not None:
         where.append(exists().where(AssetSource.asset_id == Asset.id, AssetSource.source == source))
     if flagged is not None:
