@@ -76,7 +76,8 @@ class Settings(BaseSettings):
         le=60,
         description=(
             "Seconds of batches one write transaction may span before it commits (0: commit "
-            "every batch). A crash loses at most this much work, which the next run redoes."
+            "every batch). A crash loses at most this much work plus one batch, which the next "
+            "run redoes. HTTP sources also commit before each upstream request."
         ),
     )
     csv_path: Path = Path("./data/crypto.csv")

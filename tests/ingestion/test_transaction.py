@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine
@@ -157,3 +159,37 @@ def test_spanning_transaction_is_due_after_its_interval(engine: Engine) -> None:
     assert not waiting.due()
     waiting.commit()
     assert not waiting.is_open
+
+
+def test_an_http_source_never_waits_on_the_upstream_with_a_transaction_open(
+    make_settings: Callable[..., Settings], engine: Engine
+) -> None:
+    """Each page request finds the previous batches committed: a slow upstream (or a long
+    Retry-After) must not hold SQLite's write lock or a PostgreSQL transaction meanwhile."""
+    pages = _pages(WORLD)
+    observed: list[tuple[bool, bool]] = []  # (transaction open, write lock free) per request
+    settings = make_settings(batch_size=10, commit_interval=60, top_n=60, coingecko_per_page=10)
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        observed.append((source._transaction.is_open, _write_lock_free(settings)))
+        page = int(request.url.params["page"])
+        return httpx.Response(200, json=pages[page - 1] if page <= len(pages) else [])
+
+    source = CoinGeckoIngestion(settings, engine, transport=httpx.MockTransport(upstream))
+    result = source.run()
+    assert (result.status, result.loaded) == ("success", 60)
+    assert observed == [(False, True)] * 6
+
+
+def _write_lock_free(settings: Settings) -> bool:
+    if not settings.database_url.startswith("sqlite"):
+        return True  # what matters there is covered by the transaction state
+    probe = sqlite3.connect(settings.database_url.removeprefix("sqlite:///"), timeout=0)
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+        probe.rollback()
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        probe.close()

@@ -70,6 +70,9 @@ class DataVersionTracker:
         self._claimed_at = now
         return True
 
+    def release_claim(self) -> None:
+        self._claimed_at = -math.inf
+
     def refresh_claimed(self) -> DataState:
         """Re-read the state for the request holding the claim, and give the claim up."""
         try:

@@ -11,6 +11,7 @@ from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -205,6 +206,7 @@ class ResponseCacheMiddleware:
         self.tracker = tracker
         # keys whose response a request is computing now, so identical requests wait for it
         self._computing: dict[str, anyio.Event] = {}
+        self._refresher = anyio.CapacityLimiter(1)
         self.prefixes = prefixes
         self.key_extra = key_extra
 
@@ -212,7 +214,13 @@ class ResponseCacheMiddleware:
         """The data state once its TTL has run out: this request re-reads it, or, while another
         request is doing that, it gets the remembered state without waiting for a thread."""
         if self.tracker.claim():
-            return await run_in_threadpool(self.tracker.refresh_claimed)
+            try:  # on a thread of its own: it must not queue behind the request handlers
+                return await anyio.to_thread.run_sync(
+                    self.tracker.refresh_claimed, limiter=self._refresher
+                )
+            except BaseException:
+                self.tracker.release_claim()  # cancelled before its thread ran, or failed
+                raise
         state = self.tracker.fresh()
         if state is not None:
             return state

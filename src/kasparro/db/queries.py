@@ -247,8 +247,10 @@ def price_observations(
     where = [p.asset_id == asset_id, p.observed_at >= start, p.observed_at < end]
     if source is not None:
         where.append(p.source == source)
-    if conn.dialect.name == "sqlite":  # stored as UTC text; '%s' drops the fraction of a second
-        epoch: Any = cast(func.strftime("%s", p.observed_at), BigInteger)
+    if conn.dialect.name == "sqlite":
+        # stored as UTC text 'YYYY-MM-DD HH:MM:SS.ffffff'; the fraction is cut off first, as
+        # strftime('%s') would round 12:59:59.9996 up into the next second (and bucket)
+        epoch: Any = cast(func.strftime("%s", func.substr(p.observed_at, 1, 19)), BigInteger)
     else:
         epoch = cast(func.floor(func.extract("epoch", p.observed_at)), BigInteger)
     stmt = select(epoch, p.price_usd, p.high_usd, p.low_usd, p.volume_24h_usd).where(*where)

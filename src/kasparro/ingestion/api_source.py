@@ -36,6 +36,7 @@ class HttpIngestion(BaseIngestion):
             retry_after_cap=settings.retry_after_cap,
             stop=self.stop,
             transport=transport,
+            before_request=self.commit_before_waiting,
         )
 
     def base_url(self) -> str:

@@ -356,6 +356,13 @@ class BaseIngestion(ABC):
         if self.progress is not None:
             self.progress(self.name, self.counts)
 
+    def commit_before_waiting(self) -> None:
+        """Commit what is open before the source waits on something slow (an upstream request,
+        its rate limit, its retries): an open transaction must not hold SQLite's write lock, or
+        a PostgreSQL connection idle in transaction, for as long as a ``Retry-After``. Called by
+        HTTP sources before every request, between batches (the fetch is suspended meanwhile)."""
+        self._commit()
+
     def _rollback(self) -> None:
         self._transaction.rollback()
         self._identity.discard()

@@ -118,7 +118,9 @@ class SourceClient:
         retry_after_cap: float,
         stop: threading.Event | None = None,
         transport: httpx.BaseTransport | None = None,
+        before_request: Callable[[], None] | None = None,
     ) -> None:
+        self.before_request = before_request
         self._client = httpx.Client(
             base_url=base_url,
             headers={
@@ -169,6 +171,8 @@ class SourceClient:
 
     def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """GET and decode JSON, retrying transient failures within the attempt budget."""
+        if self.before_request is not None:
+            self.before_request()
         retrying = Retrying(
             stop=stop_after_attempt(self.attempts),
             wait=self._wait,

@@ -4,7 +4,9 @@ Every commit writes each page the transaction touched; with a dozen indexes on k
 particular order that is most of an index per commit, whatever the batch size. Holding the
 transaction for a few seconds of batches pays that once per interval instead of once per batch.
 Nothing about durability changes in kind: the checkpoint is written inside the same transaction
-as the data it covers, so a crash loses at most the open interval, and the next run redoes it.
+as the data it covers, so a crash loses at most the open interval (plus the batch being written),
+and the next run redoes it. A transaction never waits on the network: HTTP sources commit before
+each upstream request (``BaseIngestion.commit_before_waiting``).
 """
 
 from __future__ import annotations

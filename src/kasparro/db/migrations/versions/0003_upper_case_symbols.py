@@ -1,5 +1,6 @@
 """Symbols stored upper-case everywhere, so a case-insensitive symbol filter is an equality the
-symbol indexes answer. Every mapper already writes them so; this normalizes older rows.
+symbol indexes answer. Every mapper has always written them so; this makes the rule hold for rows
+written any other way (by hand or by another tool) before the API starts relying on it.
 
 Revision ID: 0003
 Revises: 0002
