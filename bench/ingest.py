@@ -28,12 +28,14 @@ GECKO_PAGE = 250  # CoinGecko's real page size: one FetchedBatch per page
 
 
 class BenchGecko(CoinGeckoIngestion):
-    """The real CoinGecko source; only ``fetch`` is replaced, to replay pre-generated pages."""
+    """The real CoinGecko source; only ``fetch`` is replaced, to replay pre-generated pages. As
+    the real client does before each page request, it commits what is open first."""
 
     records: list[Any] = []
 
     def fetch(self, checkpoint: EtlCheckpoint | None) -> Iterator[FetchedBatch]:
         for start in range(0, len(self.records), GECKO_PAGE):
+            self.commit_before_waiting()
             yield FetchedBatch(self.records[start : start + GECKO_PAGE])
 
 
@@ -43,6 +45,7 @@ class BenchPaprika(CoinPaprikaIngestion):
     records: list[Any] = []
 
     def fetch(self, checkpoint: EtlCheckpoint | None) -> Iterator[FetchedBatch]:
+        self.commit_before_waiting()  # the one /tickers request
         size = self.settings.batch_size
         for start in range(0, len(self.records), size):
             yield FetchedBatch(self.records[start : start + size])
