@@ -115,6 +115,7 @@ def _load(
         KASPARRO_DATA_VERSION_TTL="0.2",
         KASPARRO_LOG_LEVEL="ERROR",
     )
+    switch = sys.getswitchinterval()
     api = subprocess.Popen(
         [sys.executable, "-m", "kasparro", "api", "--host", "127.0.0.1", "--port", str(port)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -132,6 +133,10 @@ def _load(
             assert time.monotonic() < deadline, "the API did not start"
             time.sleep(0.1)
         until = time.monotonic() + seconds
+        # this process hosts the clients' threads, the fake upstream and the ETL; with the
+        # default 5 ms switch interval the upstream's threads wait that long for the GIL at every
+        # socket call while the clients parse responses, and one pass takes seconds
+        sys.setswitchinterval(0.0005)
         workers = [Client(base, until, n) for n in range(clients)]
         for worker in workers:
             worker.start()
@@ -146,6 +151,7 @@ def _load(
         for worker in workers:
             worker.join(timeout=60)
     finally:
+        sys.setswitchinterval(switch)
         api.terminate()
         api.wait(timeout=30)
     return LoadResult(workers, passes)
@@ -178,7 +184,7 @@ def test_api_under_load_while_passes_commit(
             upstream,
             seconds=seconds,
             clients=clients,
-            every=2.0,
+            every=0.5,  # the pause between passes; a pass under this load takes 1-3 s itself
         )
 
     statuses = result.statuses
