@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -110,3 +111,31 @@ def test_identical_requests_that_miss_together_are_rendered_once(
     assert len(calls) == renders
     if cache_entries:
         assert sorted(r.headers["x-cache"] for r in responses) == ["hit"] * 5 + ["miss"]
+
+
+def test_probes_and_scrapes_do_not_queue_behind_busy_handlers(
+    make_client: ClientFactory, seeded: Seeded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The only handler thread is held by a slow /data request; /health and /metrics still
+    answer, on threads of their own, before it finishes."""
+    release = threading.Event()
+    entered = threading.Event()
+    original = queries.list_records
+
+    def held_list_records(**kwargs: Any) -> Any:
+        entered.set()
+        release.wait(10)
+        return original(**kwargs)
+
+    monkeypatch.setattr(queries, "list_records", held_list_records)
+    client = make_client(api_threads=1, cache_max_entries=0)
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(client.get, "/data?limit=5")
+        assert entered.wait(10)
+        try:
+            assert client.get("/health").status_code == 200
+            assert client.get("/metrics").status_code == 200
+            assert not slow.done()  # the handler thread was still busy the whole time
+        finally:
+            release.set()
+        assert slow.result(timeout=10).status_code == 200

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Query, Request
 from sqlalchemy import Engine
 
@@ -27,6 +28,9 @@ class ApiServices:
     trigger: RunTrigger
     scrub: Scrubber
     totals: TotalsCache
+    #: threads of their own for /health and /metrics, so probes and scrapes never queue behind
+    #: the request handlers (KASPARRO_API_THREADS) under load
+    ops_threads: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(2))
 
 
 async def get_services(request: Request) -> ApiServices:

@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Request
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
@@ -13,7 +14,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.responses import Response
 
 from kasparro.api.context import request_id_of
-from kasparro.api.deps import ServicesDep
+from kasparro.api.deps import ApiServices, ServicesDep
 from kasparro.api.responses import JsonResponse
 from kasparro.config import Settings
 from kasparro.db import status_queries as queries
@@ -83,12 +84,17 @@ def _source_health(
     responses={503: {"model": HealthPublic, "description": "The database is unreachable."}},
     summary="Service health",
 )
-def health(request: Request, services: ServicesDep) -> Response:
+async def health(request: Request, services: ServicesDep) -> Response:
     """`ok`, `degraded` with reasons (stale data, failing sources, open breakers), or 503 when the database is down."""
+    return await anyio.to_thread.run_sync(
+        _health, request_id_of(request.scope) or "", services, limiter=services.ops_threads
+    )
+
+
+def _health(request_id: str, services: ApiServices) -> Response:
     settings = services.settings
     now = datetime.now(UTC)
     limit = stale_after_seconds(settings)
-    request_id = request_id_of(request.scope) or ""
     try:
         started = time.perf_counter()
         with services.engine.connect() as conn:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio.to_thread
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
@@ -22,6 +23,7 @@ router = APIRouter(tags=["meta"])
     },
     summary="Prometheus metrics",
 )
-def metrics(services: ServicesDep) -> Response:
+async def metrics(services: ServicesDep) -> Response:
     """HTTP requests and latency by route template, ETL counters read from the database, process metrics."""
-    return Response(services.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    body = await anyio.to_thread.run_sync(services.metrics.render, limiter=services.ops_threads)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
