@@ -79,7 +79,7 @@ class DataVersionTracker:
             with self._refreshing:
                 return self._read()
         finally:
-            self._claimed_at = -math.inf
+            self.release_claim()
 
     def observe(self, state: DataState) -> None:
         """Adopt a newer state that a request read in its own snapshot, so later cache hits are
