@@ -67,6 +67,9 @@ def _settings(url: str, tmp_path: Path, upstream: FakeUpstream, rows: int = CSV_
         coingecko_base_url=upstream.coingecko_url,
         top_n=20,
         batch_size=100,
+        # these tests watch a run's progress from outside and cut the database between commits:
+        # commit every batch, or a short CSV run would finish inside one spanning transaction
+        commit_interval=0,
     )
 
 
