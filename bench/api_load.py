@@ -21,6 +21,7 @@ from bench import api_db, common, loadgen
 from bench.memory import RssSampler
 
 CONNECTIONS = 64
+DEFAULT_POINTS = 1_000_000  # history points behind the API; --full: 10M
 
 
 def _free_port() -> int:
@@ -180,8 +181,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--bare-only", action="store_true", help="only the bare app (harness check)"
     )
     args = parser.parse_args(argv)
+    flags = argv if argv is not None else sys.argv[1:]  # run alone: its own command line
     duration = args.duration or (2.0 if args.quick else 5.0 if args.full else 2.0)
-    points = args.points or (10_000_000 if args.full else 1_000_000)
+    points = args.points or (10_000_000 if args.full else DEFAULT_POINTS)
     dbs = args.db or (["sqlite"] if args.quick else ["sqlite", "postgres"])
     workers_list = [1] if args.quick else [1, 2]
     # (workers, response cache on): the cache's own figures, the database path behind it, 2 workers
@@ -192,7 +194,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     fills: dict[str, Any] = {}
     body_file = common.RESULTS / "api_data_body.json"
     body = body_file.read_bytes() if body_file.exists() else b'{"data":[]}' * 2000
-    previous = common.read_result("api") if args.bare_only else None
+    # the default database size is part "api"; another size (--full: 10M points) is kept beside it
+    part = "api" if points == DEFAULT_POINTS else f"api_{points}"
+    previous = common.read_result(part) if args.bare_only else None
     if previous:  # re-measure the baseline only, keeping the last run's API rows
         rows = [r for r in previous["rows"] if r["db"] != "-"]
         fills, memory = previous["fills"], previous.get("api_rss", {})
@@ -216,10 +220,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "rows": rows + bare, "fills": fills, "duration_s": duration, "connections": CONNECTIONS,
         "generator": loadgen.describe(), "api_rss": memory,
-        "command": "python -m bench.run_all api" + (" " + " ".join(argv) if argv else ""),
+        "command": "python -m bench.run_all api" + (" " + " ".join(flags) if flags else ""),
     }  # fmt: skip
-    common.write_result("api", result)
-    if not args.bare_only:
+    common.write_result(part, result)
+    if not args.bare_only and part == "api":
         _record_api_memory(memory)
     return result
 

@@ -6,6 +6,7 @@ import argparse
 import cProfile
 import io
 import pstats
+import sys
 import tempfile
 import threading
 import time
@@ -209,10 +210,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--profile", action="store_true", help="cProfile listings at the largest size"
     )
+    parser.add_argument(
+        "--size",
+        type=int,
+        action="append",
+        help="records per run (repeatable; replaces the defaults)",
+    )
+    parser.add_argument(
+        "--present", type=int, choices=[0, 50], action="append",
+        help="percent already present (repeatable; default 0 and 50, 50 above 10k only with --full)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     sizes = [10_000] if args.quick else [10_000, 100_000]
     if args.full:
         sizes.append(1_000_000)
+    if args.size:
+        sizes = sorted(set(args.size))
     dbs = args.db or ["sqlite", "postgres"]
     rows: list[dict[str, Any]] = []
     profiles: dict[str, str] = {}
@@ -227,22 +240,42 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 dataset = Dataset(source, n, Path(tmp))
                 print(f"[ingest] {source} {n:,}: data generated in {time.perf_counter() - t0:.1f}s")
                 for db, template in templates.items():
-                    for present in (0, 50):
-                        if present and n > sizes[0] and not args.full:
+                    for present in args.present or (0, 50):
+                        if present and n > 10_000 and not (args.full or args.present):
                             continue  # 50% present at 100k+ only with --full (time budget)
                         cap = args.literal_cap if n == sizes[0] else 0
                         row = measure(dataset, db, template, present, cap, args.time_cap)
+                        row.update(date=common.now_utc(), command=_command(argv))
                         rows.append(row)
                         print(_line(row))
                     if n == max(sizes[:2]) and args.profile:
                         profiles[f"{db}/{source}/{n}"] = profile(dataset, db, template)
                 del dataset
-    result = {"rows": rows, "sizes": sizes, "command": _command(argv)}
+    result = {"rows": _merged(rows), "command": _command(argv)}
     common.write_result("ingest", result)
     for key, text in profiles.items():
         name = key.replace("/", "_")
         (common.RESULTS / f"ingest_profile_{name}.txt").write_text(text)
     return result
+
+
+def _merged(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """This run's rows over the stored ones, one per (source, DB, records, present): a run of
+    a subset (one source, or the 1M size) keeps the other figures beside it, each with its date."""
+    previous = common.read_result("ingest") or {}
+    merged = {
+        _key(row): {"date": previous.get("date"), "command": previous.get("command")} | row
+        for row in previous.get("rows", [])
+    }
+    merged.update({_key(row): row for row in rows})
+    order = {s: i for i, s in enumerate(SOURCES)}
+    return sorted(
+        merged.values(), key=lambda r: (order[r["source"]], r["records"], r["db"], r["present_pct"])
+    )
+
+
+def _key(row: dict[str, Any]) -> tuple[str, str, int, int]:
+    return row["source"], row["db"], row["records"], row["present_pct"]
 
 
 def _line(row: dict[str, Any]) -> str:
@@ -260,7 +293,8 @@ def _line(row: dict[str, Any]) -> str:
 
 
 def _command(argv: list[str] | None) -> str:
-    return "python -m bench.run_all ingest" + (" " + " ".join(argv) if argv else "")
+    flags = argv if argv is not None else sys.argv[1:]  # run alone: its own command line
+    return "python -m bench.run_all ingest" + (" " + " ".join(flags) if flags else "")
 
 
 if __name__ == "__main__":

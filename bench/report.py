@@ -35,6 +35,15 @@ def _meta(result: dict[str, Any]) -> str:
     return f"Command: `{result['command']}` · run {result['date']}"
 
 
+def _commands(result: dict[str, Any]) -> str:
+    """The commands behind a part whose rows come from several runs, each with its last run."""
+    last: dict[str, str] = {}
+    for row in result["rows"]:
+        command, date = row.get("command", result["command"]), row.get("date", result["date"])
+        last[command] = max(last.get(command, ""), date)
+    return "Commands: " + "; ".join(f"`{c}` (run {d})" for c, d in last.items())
+
+
 def machine_section(results: list[dict[str, Any]]) -> str:
     m = results[0]["machine"]
     rows = [
@@ -64,11 +73,12 @@ def ingest_section(r: dict[str, Any]) -> str:
             _n(lit["records_per_s"]) if lit else "-",
             f"x{row['ratio_to_literal']}" if lit else "-",
             ("met" if row["records_per_s"] >= target else f"missed ({_n(target)})") if target else "",
+            row.get("date", r["date"]),
         ])  # fmt: skip
     main = _table(
         ["DB", "source", "records", "present", "Kasparro rec/s", "(b) ceiling rec/s",
          "Kasparro ÷ (b)", "(c) per-batch ceiling rec/s", "Kasparro ÷ (c)", "(a) literal rec/s",
-         "Kasparro ÷ (a)", "target"],
+         "Kasparro ÷ (a)", "target", "run"],
         rows,
     )  # fmt: skip
     biggest = max((x["records"] for x in r["rows"]), default=0)
@@ -110,7 +120,7 @@ def ingest_section(r: dict[str, Any]) -> str:
         "measured by wrapping the pipeline's functions in the bench process; "
         "`commit` is the COMMIT statements; `other` is the rest of the run: starting and finishing it, and "
         "on SQLite waiting for the last WAL checkpoint):\n\n"
-        f"{stages}\n\n{_meta(r)}. cProfile listings: `python -m bench.ingest --profile` writes "
+        f"{stages}\n\n{_commands(r)}. cProfile listings: `python -m bench.ingest --profile` writes "
         "`bench/results/ingest_profile_*.txt` (not committed)."
     )
 
@@ -143,7 +153,7 @@ def passes_section(r: dict[str, Any]) -> str:
     )
 
 
-def api_section(r: dict[str, Any]) -> str:
+def api_section(r: dict[str, Any], heading: str = "## 3. API under load") -> str:
     rows = [
         [
             row["db"], row["workers"],
@@ -164,8 +174,9 @@ def api_section(r: dict[str, Any]) -> str:
         f"{db}: {f['assets']:,} assets, {f['history_points']:,} history points, filled in {f['fill_seconds']} s"
         for db, f in r["fills"].items()
     )
+    rss = "; ".join(f"{k}: {v['peak_mb']} MB" for k, v in (r.get("api_rss") or {}).items())
     return (
-        "## 3. API under load\n\n"
+        f"{heading}\n\n"
         f"`kasparro api --workers N` as a subprocess; load from {r['generator']} in a separate "
         f"process, {r['connections']} connections, {r['duration_s']} s per row. Database built "
         f"by bulk SQL ({fills}). The baseline is a bare FastAPI app under the same uvicorn "
@@ -174,8 +185,19 @@ def api_section(r: dict[str, Any]) -> str:
         "repeated request from its response cache (keyed by path, query and data version), so "
         "rows with the cache **off** (`KASPARRO_CACHE_MAX_ENTRIES=0`) show the database path. "
         "The history endpoint caps 1h buckets at 5,000, so one year of hourly points is read "
-        f"with 1d buckets.\n\n{table}\n\n{_meta(r)}."
+        f"with 1d buckets.\n\n{table}\n\nPeak RSS of the API: {rss or '-'}.\n\n{_meta(r)}."
     )
+
+
+def larger_api_sections() -> list[str]:
+    """Part 3 again on larger databases (``api --full``: 10M history points), when run."""
+    out = []
+    for path in sorted(common.RESULTS.glob("api_[0-9]*.json")):
+        result = common.read_result(path.stem)
+        if result:
+            points = next(iter(result["fills"].values()))["history_points"]
+            out.append(api_section(result, f"### 3b. API under load, {points:,} history points"))
+    return out
 
 
 def memory_section(r: dict[str, Any]) -> str:
@@ -223,6 +245,8 @@ def render() -> str:
     for name, section in sections.items():
         result = parts[name]
         out.append(section(result) if result else f"## {name}\n\nNot run yet.")
+        if name == "api":
+            out += larger_api_sections()
     return "\n\n".join(out) + "\n"
 
 
