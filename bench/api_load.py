@@ -181,7 +181,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "--bare-only", action="store_true", help="only the bare app (harness check)"
     )
     args = parser.parse_args(argv)
-    flags = argv if argv is not None else sys.argv[1:]  # run alone: its own command line
     duration = args.duration or (2.0 if args.quick else 5.0 if args.full else 2.0)
     points = args.points or (10_000_000 if args.full else DEFAULT_POINTS)
     dbs = args.db or (["sqlite"] if args.quick else ["sqlite", "postgres"])
@@ -220,7 +219,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "rows": rows + bare, "fills": fills, "duration_s": duration, "connections": CONNECTIONS,
         "generator": loadgen.describe(), "api_rss": memory,
-        "command": "python -m bench.run_all api" + (" " + " ".join(flags) if flags else ""),
+        "command": " ".join(
+            ["python -m bench.api_load", *sys.argv[1:]]  # run alone: its own command line
+            if argv is None
+            else ["python -m bench.run_all api", *argv]
+        ),
     }  # fmt: skip
     common.write_result(part, result)
     if not args.bare_only and part == "api":

@@ -293,8 +293,9 @@ def _line(row: dict[str, Any]) -> str:
 
 
 def _command(argv: list[str] | None) -> str:
-    flags = argv if argv is not None else sys.argv[1:]  # run alone: its own command line
-    return "python -m bench.run_all ingest" + (" " + " ".join(flags) if flags else "")
+    if argv is None:  # run alone: its own command line
+        return " ".join(["python -m bench.ingest", *sys.argv[1:]])
+    return " ".join(["python -m bench.run_all ingest", *argv])
 
 
 if __name__ == "__main__":
