@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,15 @@ from bench.memory import RssSampler
 
 CONNECTIONS = 64
 DEFAULT_POINTS = 1_000_000  # history points behind the API; --full: 10M
+# A one-worker server uses one core, so on this 2-core machine it gets core 0 and the load
+# generator core 1: unpinned, the two contend for the same cores and the server is preempted
+# mid-request, which shows up as p99 (measured: 137-197 ms unpinned vs 39-48 ms pinned, same
+# server and load). Two workers need both cores and run unpinned; so does one comparison row.
+SERVER_CPUS, LOAD_CPUS = {0}, {1}
+
+
+def can_pin() -> bool:
+    return len(os.sched_getaffinity(0)) >= 2 and {0, 1} <= os.sched_getaffinity(0)
 
 
 def _free_port() -> int:
@@ -31,11 +41,14 @@ def _free_port() -> int:
 
 
 @contextmanager
-def server(command: list[str], env: dict[str, str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+def server(
+    command: list[str], env: dict[str, str], port: int, *, pinned: bool = False
+) -> Iterator[subprocess.Popen[bytes]]:
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below, after the server
     proc = subprocess.Popen(
-        command, env={**os.environ, **env}, cwd=common.ROOT, stdout=log, stderr=log
-    )
+        command, env={**os.environ, **env}, cwd=common.ROOT, stdout=log, stderr=log,
+        preexec_fn=loadgen.pinned_to(SERVER_CPUS if pinned else None),
+    )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -62,7 +75,9 @@ def server(command: list[str], env: dict[str, str], port: int) -> Iterator[subpr
         log.close()
 
 
-def kasparro_server(url: str, port: int, workers: int, *, cache: bool = True) -> Any:
+def kasparro_server(
+    url: str, port: int, workers: int, *, cache: bool = True, pinned: bool = False
+) -> Any:
     kasparro = str(Path(sys.executable).with_name("kasparro"))
     env = {
         "KASPARRO_DATABASE_URL": url, "KASPARRO_LOG_LEVEL": "WARNING",
@@ -79,15 +94,16 @@ def kasparro_server(url: str, port: int, workers: int, *, cache: bool = True) ->
         "--workers",
         str(workers),
     ]
-    return server(command, env, port)
+    return server(command, env, port, pinned=pinned)
 
 
-def bare_server(body: Path, port: int, workers: int) -> Any:
+def bare_server(body: Path, port: int, workers: int, *, pinned: bool = False) -> Any:
     command = [
         sys.executable, "-m", "uvicorn", "bench.bare_app:app", "--host", "127.0.0.1",
         "--port", str(port), "--workers", str(workers), "--no-access-log", "--log-level", "warning",
     ]  # fmt: skip
-    return server(command, {"KASPARRO_BENCH_BODY": str(body), "PYTHONPATH": str(common.ROOT)}, port)
+    env = {"KASPARRO_BENCH_BODY": str(body), "PYTHONPATH": str(common.ROOT)}
+    return server(command, env, port, pinned=pinned)
 
 
 def endpoints(base: str) -> dict[str, str]:
@@ -109,58 +125,91 @@ def endpoints(base: str) -> dict[str, str]:
 
 
 def run_matrix(
-    db: str, url: str, configs: list[tuple[int, bool]], duration: float
+    db: str, url: str, configs: list[Config], duration: float
 ) -> tuple[list[dict[str, Any]], bytes, dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     body = b""
     memory: dict[str, Any] = {}
-    for workers, cache in configs:
+    for config in configs:
         try:
-            got, body, rss = _one_server(db, url, workers, cache, duration)
+            got, body, rss = _one_server(db, url, config, duration)
         except RuntimeError as exc:  # the server would not start: note it and go on
-            print(f"[api] {db} {workers}w cache={int(cache)}: {exc}"[:1500], flush=True)
+            print(f"[api] {db} {config}: {exc}"[:1500], flush=True)
             continue
         rows += got
-        memory[f"{db}/{workers}w{'' if cache else ' (no cache)'}"] = rss
+        if config.endpoints is None:
+            memory[f"{db}/{config.workers}w{'' if config.cache else ' (no cache)'}"] = rss
     return rows, body, memory
 
 
+@dataclass(frozen=True)
+class Config:
+    """One server under load: its workers, response cache, CPU placement, and which endpoints
+    (None: all; the unpinned comparison runs the headline endpoint only)."""
+
+    workers: int
+    cache: bool = True
+    pinned: bool = False
+    endpoints: tuple[str, ...] | None = None
+
+
 def _one_server(
-    db: str, url: str, workers: int, cache: bool, duration: float
+    db: str, url: str, config: Config, duration: float
 ) -> tuple[list[dict[str, Any]], bytes, dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    with kasparro_server(url, port, workers, cache=cache) as proc:
+    workers, cache = config.workers, config.cache
+    with kasparro_server(url, port, workers, cache=cache, pinned=config.pinned) as proc:
         paths = endpoints(base)
         body = httpx.get(base + "/data?limit=100").content
         sampler = RssSampler(proc.pid, interval=0.2).start()
         for label, path in paths.items():
+            if config.endpoints is not None and label not in config.endpoints:
+                continue
             # generous: with the cache off, the previous load run can leave a backlog of slow requests
             response = httpx.get(base + path, timeout=180)
             if response.status_code != 200:
                 print(f"[api] {label}: HTTP {response.status_code} {response.text[:200]}")
             etag = response.headers.get("etag")
-            variants = [None, etag] if etag and workers == 1 and cache else [None]
+            variants = (
+                [None, etag]
+                if etag and workers == 1 and cache and config.endpoints is None
+                else [None]
+            )
             for tag in variants:
-                stats = loadgen.run(base + path, duration, CONNECTIONS, etag=tag)
-                row = {"db": db, "workers": workers, "cache": cache, "endpoint": label, "if_none_match": bool(tag),
-                       "status": response.status_code, "bytes": len(response.content), **stats}  # fmt: skip
+                stats = loadgen.run(
+                    base + path,
+                    duration,
+                    CONNECTIONS,
+                    etag=tag,
+                    cpus=LOAD_CPUS if config.pinned else None,
+                )
+                row = {"db": db, "workers": workers, "cache": cache, "pinned": config.pinned, "endpoint": label,
+                       "if_none_match": bool(tag), "status": response.status_code, "bytes": len(response.content),
+                       **stats}  # fmt: skip
                 rows.append(row)
                 print(_line(row), flush=True)
         return rows, body, sampler.stop()
 
 
-def bare_matrix(body: bytes, workers_list: list[int], duration: float) -> list[dict[str, Any]]:
+def bare_matrix(
+    body: bytes, placements: list[tuple[int, bool]], duration: float
+) -> list[dict[str, Any]]:
+    """The baseline for each (workers, pinned) placement the API rows used."""
     rows = []
     with tempfile.NamedTemporaryFile(suffix=".json", dir=common.WORK, delete=False) as handle:
         handle.write(body)
     try:
-        for workers in workers_list:
+        for workers, pinned in placements:
             port = _free_port()
-            with bare_server(Path(handle.name), port, workers):
-                stats = loadgen.run(f"http://127.0.0.1:{port}/data", duration, CONNECTIONS)
-                row = {"db": "-", "workers": workers, "endpoint": "bare FastAPI, same bytes as /data?limit=100",
+            with bare_server(Path(handle.name), port, workers, pinned=pinned):
+                stats = loadgen.run(
+                    f"http://127.0.0.1:{port}/data", duration, CONNECTIONS,
+                    cpus=LOAD_CPUS if pinned else None,
+                )  # fmt: skip
+                row = {"db": "-", "workers": workers, "pinned": pinned,
+                       "endpoint": "bare FastAPI, same bytes as /data?limit=100",
                        "if_none_match": False, "status": 200, "bytes": len(body), **stats}  # fmt: skip
                 rows.append(row)
                 print(_line(row), flush=True)
@@ -184,9 +233,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     duration = args.duration or (2.0 if args.quick else 5.0 if args.full else 2.0)
     points = args.points or (10_000_000 if args.full else DEFAULT_POINTS)
     dbs = args.db or (["sqlite"] if args.quick else ["sqlite", "postgres"])
-    workers_list = [1] if args.quick else [1, 2]
-    # (workers, response cache on): the cache's own figures, the database path behind it, 2 workers
-    configs = [(1, True), (1, False)] + ([] if args.quick else [(2, True)])
+    pin = can_pin()
+    # the cache's own figures, the database path behind it, 2 workers, and the headline endpoint
+    # with server and load generator sharing both cores (what pinning changes)
+    configs = [Config(1, True, pin), Config(1, False, pin)]
+    if not args.quick:
+        configs.append(Config(2))
+    if pin:
+        configs.append(Config(1, True, False, ("/data?limit=100",)))
     common.WORK.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     memory: dict[str, Any] = {}
@@ -211,10 +265,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 body_file.write_bytes(body)
                 memory.update(mem)
                 template.drop(url)
-    bare = bare_matrix(body, workers_list, duration)
-    by_workers = {r["workers"]: r["requests_per_s"] for r in bare}
+    placements = sorted({(c.workers, c.pinned) for c in configs})
+    if args.bare_only:
+        placements = sorted({(r["workers"], r.get("pinned", False)) for r in rows} or placements)
+    bare = bare_matrix(body, placements, duration)
+    ceilings = {(r["workers"], r["pinned"]): r["requests_per_s"] for r in bare}
     for row in rows:
-        ceiling = by_workers.get(row["workers"])
+        ceiling = ceilings.get((row["workers"], row.get("pinned", False)))
         row["ratio_to_bare"] = round(row["requests_per_s"] / ceiling, 3) if ceiling else None
     result = {
         "rows": rows + bare, "fills": fills, "duration_s": duration, "connections": CONNECTIONS,
@@ -242,7 +299,7 @@ def _record_api_memory(memory: dict[str, Any]) -> None:
 
 def _line(row: dict[str, Any]) -> str:
     return (
-        f"[api] {row['db']:8} {row['workers']}w cache={int(row.get('cache', True))} {row['endpoint'][:40]:40} "
+        f"[api] {row['db']:8} {row['workers']}w{'p' if row.get('pinned') else ' '} cache={int(row.get('cache', True))} {row['endpoint'][:40]:40} "
         f"inm={int(row['if_none_match'])} "
         f"{row['requests_per_s']:>8,.0f} req/s p50 {row['p50_ms']} ms p99 {row['p99_ms']} ms "
         f"errors {row['errors']}"

@@ -156,7 +156,7 @@ def passes_section(r: dict[str, Any]) -> str:
 def api_section(r: dict[str, Any], heading: str = "## 3. API under load") -> str:
     rows = [
         [
-            row["db"], row["workers"],
+            row["db"], row["workers"], "pinned" if row.get("pinned") else "shared",
             "-" if row["db"] == "-" else "on" if row.get("cache", True) else "**off**",
             f"`{row['endpoint']}`", "yes" if row["if_none_match"] else "no",
             f"**{_n(row['requests_per_s'])}**", row["p50_ms"], row["p99_ms"],
@@ -166,7 +166,7 @@ def api_section(r: dict[str, Any], heading: str = "## 3. API under load") -> str
         for row in r["rows"]
     ]  # fmt: skip
     table = _table(
-        ["DB", "workers", "response cache", "endpoint", "If-None-Match", "req/s", "p50 ms", "p99 ms",
+        ["DB", "workers", "cores", "response cache", "endpoint", "If-None-Match", "req/s", "p50 ms", "p99 ms",
          "÷ bare", "non-2xx/3xx"],
         rows,
     )  # fmt: skip
@@ -185,7 +185,11 @@ def api_section(r: dict[str, Any], heading: str = "## 3. API under load") -> str
         "repeated request from its response cache (keyed by path, query and data version), so "
         "rows with the cache **off** (`KASPARRO_CACHE_MAX_ENTRIES=0`) show the database path. "
         "The history endpoint caps 1h buckets at 5,000, so one year of hourly points is read "
-        f"with 1d buckets.\n\n{table}\n\nPeak RSS of the API: {rss or '-'}.\n\n{_meta(r)}."
+        "with 1d buckets. *Cores*: **pinned** runs a one-worker server on core 0 and wrk (one "
+        "thread) on core 1, so the load generator never preempts the server it measures; "
+        "**shared** lets the OS place both on the 2 cores (two workers need both; one "
+        "`/data?limit=100` row per database shows what sharing does to a one-worker p99). Each "
+        f"row's baseline is the bare app with the same workers and cores.\n\n{table}\n\nPeak RSS of the API: {rss or '-'}.\n\n{_meta(r)}."
     )
 
 
