@@ -30,10 +30,6 @@ DEFAULT_POINTS = 1_000_000  # history points behind the API; --full: 10M
 SERVER_CPUS, LOAD_CPUS = {0}, {1}
 
 
-def can_pin() -> bool:
-    return len(os.sched_getaffinity(0)) >= 2 and {0, 1} <= os.sched_getaffinity(0)
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -46,8 +42,8 @@ def server(
 ) -> Iterator[subprocess.Popen[bytes]]:
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in the finally below, after the server
     proc = subprocess.Popen(
-        command, env={**os.environ, **env}, cwd=common.ROOT, stdout=log, stderr=log,
-        preexec_fn=loadgen.pinned_to(SERVER_CPUS if pinned else None),
+        loadgen.pinned(command, SERVER_CPUS if pinned else None),
+        env={**os.environ, **env}, cwd=common.ROOT, stdout=log, stderr=log,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
@@ -233,7 +229,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     duration = args.duration or (2.0 if args.quick else 5.0 if args.full else 2.0)
     points = args.points or (10_000_000 if args.full else DEFAULT_POINTS)
     dbs = args.db or (["sqlite"] if args.quick else ["sqlite", "postgres"])
-    pin = can_pin()
+    pin = loadgen.can_pin()
     # the cache's own figures, the database path behind it, 2 workers, and the headline endpoint
     # with server and load generator sharing both cores (what pinning changes)
     configs = [Config(1, True, pin), Config(1, False, pin)]
@@ -267,7 +263,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 template.drop(url)
     placements = sorted({(c.workers, c.pinned) for c in configs})
     if args.bare_only:
-        placements = sorted({(r["workers"], r.get("pinned", False)) for r in rows} or placements)
+        stored = {(r["workers"], r.get("pinned", False)) for r in rows}
+        placements = sorted((w, p) for w, p in stored or placements if pin or not p)
     bare = bare_matrix(body, placements, duration)
     ceilings = {(r["workers"], r["pinned"]): r["requests_per_s"] for r in bare}
     for row in rows:
@@ -275,7 +272,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         row["ratio_to_bare"] = round(row["requests_per_s"] / ceiling, 3) if ceiling else None
     result = {
         "rows": rows + bare, "fills": fills, "duration_s": duration, "connections": CONNECTIONS,
-        "generator": loadgen.describe(), "api_rss": memory,
+        "generator": loadgen.describe(pin), "api_rss": memory,
         "command": " ".join(
             ["python -m bench.api_load", *sys.argv[1:]]  # run alone: its own command line
             if argv is None

@@ -270,7 +270,8 @@ def _merged(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     merged.update({_key(row): row for row in rows})
     order = {s: i for i, s in enumerate(SOURCES)}
     return sorted(
-        merged.values(), key=lambda r: (order[r["source"]], r["records"], r["db"], r["present_pct"])
+        merged.values(),
+        key=lambda r: (order.get(r["source"], len(order)), r["records"], r["db"], r["present_pct"]),
     )
 
 

@@ -28,19 +28,28 @@ def wrk_path() -> str | None:
     return found
 
 
-def describe() -> str:
+def describe(pinned: bool) -> str:
+    if not wrk_path():
+        return "Python multiprocess httpx fallback (wrk unavailable)"
+    if pinned:
+        return "wrk 4 (1 thread on its own core beside a one-worker server, else 2 threads)"
+    return "wrk 4 (2 threads)"
+
+
+def can_pin() -> bool:
+    """Whether a server and wrk can each get a core of their own here (``taskset``, 2+ cores)."""
     return (
-        "wrk 4 (1 thread on its own core beside a one-worker server, else 2 threads)"
-        if wrk_path()
-        else "Python multiprocess httpx fallback (wrk unavailable)"
+        wrk_path() is not None
+        and shutil.which("taskset") is not None
+        and {0, 1} <= os.sched_getaffinity(0)
     )
 
 
-def pinned_to(cpus: set[int] | None) -> Any:
-    """A ``preexec_fn`` that confines a child process (and its threads) to ``cpus``."""
+def pinned(command: list[str], cpus: set[int] | None) -> list[str]:
+    """``command`` confined to ``cpus`` (and its threads with it) by ``taskset``."""
     if not cpus:
-        return None
-    return lambda: os.sched_setaffinity(0, cpus)
+        return command
+    return ["taskset", "-c", ",".join(map(str, sorted(cpus))), *command]
 
 
 def run(
@@ -77,9 +86,8 @@ def _wrk(
     if etag:
         command += ["-H", f"If-None-Match: {etag}"]
     out = subprocess.run(
-        [*command, url], capture_output=True, text=True, timeout=duration + 60,
-        preexec_fn=pinned_to(cpus),
-    ).stdout  # fmt: skip
+        pinned([*command, url], cpus), capture_output=True, text=True, timeout=duration + 60
+    ).stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     p50 = re.search(r"50%\s+([\d.]+)(us|ms|s|m)\b", out)
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s|m)\b", out)

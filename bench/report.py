@@ -39,7 +39,8 @@ def _commands(result: dict[str, Any]) -> str:
     """The commands behind a part whose rows come from several runs, each with its last run."""
     last: dict[str, str] = {}
     for row in result["rows"]:
-        command, date = row.get("command", result["command"]), row.get("date", result["date"])
+        command = row.get("command") or result["command"]
+        date = row.get("date") or result.get("date") or ""
         last[command] = max(last.get(command, ""), date)
     return "Commands: " + "; ".join(f"`{c}` (run {d})" for c, d in last.items())
 
@@ -174,6 +175,15 @@ def api_section(r: dict[str, Any], heading: str = "## 3. API under load") -> str
         f"{db}: {f['assets']:,} assets, {f['history_points']:,} history points, filled in {f['fill_seconds']} s"
         for db, f in r["fills"].items()
     )
+    cores = (
+        " *Cores*: **pinned** runs a one-worker server on core 0 and wrk (one thread) on core 1, "
+        "so the load generator never preempts the server it measures; **shared** lets the OS "
+        "place both on the 2 cores (two workers need both; one `/data?limit=100` row per "
+        "database shows what sharing does to a one-worker p99). Each row's baseline is the bare "
+        "app with the same workers and cores."
+        if any(row.get("pinned") for row in r["rows"])
+        else " Server and wrk (2 threads) share the 2 cores."
+    )
     rss = "; ".join(f"{k}: {v['peak_mb']} MB" for k, v in (r.get("api_rss") or {}).items())
     return (
         f"{heading}\n\n"
@@ -185,22 +195,19 @@ def api_section(r: dict[str, Any], heading: str = "## 3. API under load") -> str
         "repeated request from its response cache (keyed by path, query and data version), so "
         "rows with the cache **off** (`KASPARRO_CACHE_MAX_ENTRIES=0`) show the database path. "
         "The history endpoint caps 1h buckets at 5,000, so one year of hourly points is read "
-        "with 1d buckets. *Cores*: **pinned** runs a one-worker server on core 0 and wrk (one "
-        "thread) on core 1, so the load generator never preempts the server it measures; "
-        "**shared** lets the OS place both on the 2 cores (two workers need both; one "
-        "`/data?limit=100` row per database shows what sharing does to a one-worker p99). Each "
-        f"row's baseline is the bare app with the same workers and cores.\n\n{table}\n\nPeak RSS of the API: {rss or '-'}.\n\n{_meta(r)}."
+        f"with 1d buckets.{cores}\n\n{table}\n\nPeak RSS of the API: {rss or '-'}.\n\n{_meta(r)}."
     )
 
 
 def larger_api_sections() -> list[str]:
     """Part 3 again on larger databases (``api --full``: 10M history points), when run."""
     out = []
-    for path in sorted(common.RESULTS.glob("api_[0-9]*.json")):
+    paths = sorted(common.RESULTS.glob("api_[0-9]*.json"), key=lambda p: int(p.stem[4:]))
+    for path in paths:
         result = common.read_result(path.stem)
-        if result:
-            points = next(iter(result["fills"].values()))["history_points"]
-            out.append(api_section(result, f"### 3b. API under load, {points:,} history points"))
+        if result and result["rows"]:
+            points = int(path.stem[4:])
+            out.append(api_section(result, f"### API under load, {points:,} history points"))
     return out
 
 

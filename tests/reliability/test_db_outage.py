@@ -55,7 +55,13 @@ def upstream() -> Iterator[FakeUpstream]:
         yield server
 
 
-def _settings(url: str, tmp_path: Path, upstream: FakeUpstream, rows: int = CSV_ROWS) -> Settings:
+def _settings(
+    url: str,
+    tmp_path: Path,
+    upstream: FakeUpstream,
+    rows: int = CSV_ROWS,
+    commit_interval: float = 0,
+) -> Settings:
     csv_path = tmp_path / "history.csv"
     if not csv_path.exists():
         append_rows(csv_path, WORLD, 0, rows)
@@ -67,9 +73,9 @@ def _settings(url: str, tmp_path: Path, upstream: FakeUpstream, rows: int = CSV_
         coingecko_base_url=upstream.coingecko_url,
         top_n=20,
         batch_size=100,
-        # these tests watch a run's progress from outside and cut the database between commits:
-        # commit every batch, or a short CSV run would finish inside one spanning transaction
-        commit_interval=0,
+        # these tests watch a run's progress from outside before cutting the database: by default
+        # commit every batch, or a short CSV run could finish inside one spanning transaction
+        commit_interval=commit_interval,
     )
 
 
@@ -113,10 +119,18 @@ def _assert_recovered(settings: Settings, engine: Engine) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize(
+    "commit_interval",
+    [
+        pytest.param(0, id="commit-every-batch"),
+        # the kill lands inside a transaction spanning several batches, which must roll back whole
+        pytest.param(0.5, id="spanning-transactions"),
+    ],
+)
 def test_backends_terminated_mid_pass_end_with_a_final_status_and_recover(
-    pg_url: str, tmp_path: Path, upstream: FakeUpstream
+    pg_url: str, tmp_path: Path, upstream: FakeUpstream, commit_interval: float
 ) -> None:
-    settings = _settings(pg_url, tmp_path, upstream)
+    settings = _settings(pg_url, tmp_path, upstream, commit_interval=commit_interval)
     engine = make_engine(pg_url)
     try:
         thread, results = _in_thread(settings, engine)
