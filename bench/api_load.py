@@ -28,6 +28,9 @@ DEFAULT_POINTS = 1_000_000  # history points behind the API; --full: 10M
 # mid-request, which shows up as p99 (measured: 137-197 ms unpinned vs 39-48 ms pinned, same
 # server and load). Two workers need both cores and run unpinned; so does one comparison row.
 SERVER_CPUS, LOAD_CPUS = {0}, {1}
+# Each measured wrk run follows an unrecorded one on the same server and endpoint: the first
+# seconds of a fresh process are slower (the bare app's p99 was 53 ms in its first run, then 13 ms).
+WARM_UP_S = 1.0
 
 
 def _free_port() -> int:
@@ -173,13 +176,16 @@ def _one_server(
                 if etag and workers == 1 and cache and config.endpoints is None
                 else [None]
             )
+            cpus = LOAD_CPUS if config.pinned else None
+            if cache:  # uncached, a warm-up would leave a backlog of slow requests behind it
+                loadgen.run(base + path, WARM_UP_S, CONNECTIONS, cpus=cpus)  # not recorded
             for tag in variants:
                 stats = loadgen.run(
                     base + path,
                     duration,
                     CONNECTIONS,
                     etag=tag,
-                    cpus=LOAD_CPUS if config.pinned else None,
+                    cpus=cpus,
                 )
                 row = {"db": db, "workers": workers, "cache": cache, "pinned": config.pinned, "endpoint": label,
                        "if_none_match": bool(tag), "status": response.status_code, "bytes": len(response.content),
@@ -200,9 +206,11 @@ def bare_matrix(
         for workers, pinned in placements:
             port = _free_port()
             with bare_server(Path(handle.name), port, workers, pinned=pinned):
+                cpus = LOAD_CPUS if pinned else None
+                loadgen.run(f"http://127.0.0.1:{port}/data", WARM_UP_S, CONNECTIONS, cpus=cpus)
                 stats = loadgen.run(
                     f"http://127.0.0.1:{port}/data", duration, CONNECTIONS,
-                    cpus=LOAD_CPUS if pinned else None,
+                    cpus=cpus,
                 )  # fmt: skip
                 row = {"db": "-", "workers": workers, "pinned": pinned,
                        "endpoint": "bare FastAPI, same bytes as /data?limit=100",

@@ -180,7 +180,8 @@ def api_section(r: dict[str, Any], heading: str = "## 3. API under load") -> str
         "so the load generator never preempts the server it measures; **shared** lets the OS "
         "place both on the 2 cores (two workers need both; one `/data?limit=100` row per "
         "database shows what sharing does to a one-worker p99). Each row's baseline is the bare "
-        "app with the same workers and cores."
+        "app with the same workers and cores. Each cached row follows an unrecorded 1 s warm-up "
+        "run of the same load."
         if any(row.get("pinned") for row in r["rows"])
         else " Server and wrk (2 threads) share the 2 cores."
     )
