@@ -78,14 +78,13 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
         values = [rss for _, rss in self.samples] or [0]
-        quarter = max(1, len(values) // 4)
+        n = len(values)
+        # four spans that cover every sample, the last ones included (the peak can be there)
+        quarters = [values[n * k // 4 : n * (k + 1) // 4] or [0] for k in range(4)]
         return {
             "peak_mb": round(max(values) / MB, 1),
-            "samples": len(values),
-            "by_quarter_peak_mb": [
-                round(max(values[i : i + quarter] or [0]) / MB, 1)
-                for i in range(0, len(values), quarter)
-            ][:4],
+            "samples": n,
+            "by_quarter_peak_mb": [round(max(q) / MB, 1) for q in quarters],
         }
 
 
