@@ -78,14 +78,18 @@ class RssSampler:
         self._stop.set()
         self._thread.join()
         values = [rss for _, rss in self.samples] or [0]
-        n = len(values)
-        # four spans that cover every sample, the last ones included (the peak can be there)
-        quarters = [values[n * k // 4 : n * (k + 1) // 4] or [0] for k in range(4)]
         return {
             "peak_mb": round(max(values) / MB, 1),
-            "samples": n,
-            "by_quarter_peak_mb": [round(max(q) / MB, 1) for q in quarters],
+            "samples": len(values),
+            "by_quarter_peak_mb": [round(peak / MB, 1) for peak in quarter_peaks(values)],
         }
+
+
+def quarter_peaks(values: list[int]) -> list[int]:
+    """The highest value in each quarter of ``values``; the four spans cover every sample, the
+    last ones included (a run's peak can be there)."""
+    n = len(values)
+    return [max(values[n * k // 4 : n * (k + 1) // 4] or [0]) for k in range(4)]
 
 
 def ingest_file(csv_path: Path, db_url: str) -> dict[str, Any]:
