@@ -28,8 +28,9 @@ DEFAULT_POINTS = 1_000_000  # history points behind the API; --full: 10M
 # mid-request, which shows up as p99 (measured: 137-197 ms unpinned vs 39-48 ms pinned, same
 # server and load). Two workers need both cores and run unpinned; so does one comparison row.
 SERVER_CPUS, LOAD_CPUS = {0}, {1}
-# Each measured wrk run follows an unrecorded one on the same server and endpoint: the first
-# seconds of a fresh process are slower (the bare app's p99 was 53 ms in its first run, then 13 ms).
+# With the cache on, an endpoint's measured runs follow an unrecorded one on the same server: the
+# first seconds of a fresh process are slower (the bare app's p99 was 53 ms in its first run, then
+# 13 ms).
 WARM_UP_S = 1.0
 
 
