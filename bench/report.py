@@ -203,11 +203,10 @@ def api_section(r: dict[str, Any], heading: str = "## 3. API under load") -> str
 def larger_api_sections() -> list[str]:
     """Part 3 again on larger databases (``api --full``: 10M history points), when run."""
     out = []
-    paths = sorted(common.RESULTS.glob("api_[0-9]*.json"), key=lambda p: int(p.stem[4:]))
-    for path in paths:
-        result = common.read_result(path.stem)
+    sizes = sorted(int(path.stem[4:]) for path in common.RESULTS.glob("api_[0-9]*.json"))
+    for points in sizes:
+        result = common.read_result(f"api_{points}")
         if result and result["rows"]:
-            points = int(path.stem[4:])
             out.append(api_section(result, f"### API under load, {points:,} history points"))
     return out
 

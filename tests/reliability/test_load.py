@@ -148,15 +148,18 @@ def _load(
         for worker in workers:
             worker.start()
         passes = 0
-        while (now := time.monotonic()) < until or (passes < min_passes and now < cap):
+
+        def remaining() -> float:
+            """Seconds of load left: to ``until``, or to ``cap`` while passes are still missing."""
+            return (until if passes >= min_passes else cap) - time.monotonic()
+
+        while remaining() > 0:
             world = advance(world, minutes=5, seed=passes)
             upstream.set_coins(world)
             results = run_pass(settings, engine)
             assert all(r.status == "success" for r in results), results
             passes += 1
-            now = time.monotonic()
-            if now < until or (passes < min_passes and now < cap):
-                time.sleep(min(every, max(until, cap if passes < min_passes else 0) - now))
+            time.sleep(max(0.0, min(every, remaining())))
         stop.set()
         for worker in workers:
             worker.join(timeout=60)
