@@ -261,13 +261,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 def _merged(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """This run's rows over the stored ones, one per (source, DB, records, present): a run of
-    a subset (one source, or the 1M size) keeps the other figures beside it, each with its date."""
+    a subset (one source, or the 1M size) keeps the other figures beside it, each with its date
+    and machine."""
     previous = common.read_result("ingest") or {}
-    merged = {
-        _key(row): {"date": previous.get("date"), "command": previous.get("command")} | row
-        for row in previous.get("rows", [])
-    }
-    merged.update({_key(row): row for row in rows})
+    stored = {k: previous.get(k) for k in ("date", "command", "machine")}
+    merged = {_key(row): stored | row for row in previous.get("rows", [])}
+    merged.update({_key(row): {"machine": common.machine()} | row for row in rows})
     order = {s: i for i, s in enumerate(SOURCES)}
     return sorted(
         merged.values(),

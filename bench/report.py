@@ -31,8 +31,33 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+#: machine (cpu, kernel) -> its label in the machine table; filled by :func:`render`
+_MACHINES: dict[tuple[str, str], str] = {}
+
+
+def _machine_key(machine: dict[str, Any]) -> tuple[str, str]:
+    return machine["cpu"], machine["kernel"]
+
+
+def _on(machine: dict[str, Any] | None) -> str:
+    """Which machine a figure is from, when the results come from more than one."""
+    if machine is None or len(_MACHINES) < 2:
+        return ""
+    return f" on machine {_MACHINES.get(_machine_key(machine), '?')}"
+
+
+def _machines_of(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every machine a result file's figures were measured on (rows and runs may say their own)."""
+    found = [result["machine"]]
+    found += [row["machine"] for row in result.get("rows", []) if row.get("machine")]
+    found += [run["machine"] for run in result.get("csv_runs", []) if run.get("machine")]
+    if result.get("api_machine"):
+        found.append(result["api_machine"])
+    return found
+
+
 def _meta(result: dict[str, Any]) -> str:
-    return f"Command: `{result['command']}` · run {result['date']}"
+    return f"Command: `{result['command']}` · run {result['date']}{_on(result['machine'])}"
 
 
 def _commands(result: dict[str, Any]) -> str:
@@ -40,23 +65,40 @@ def _commands(result: dict[str, Any]) -> str:
     last: dict[str, str] = {}
     for row in result["rows"]:
         command = row.get("command") or result["command"]
-        date = row.get("date") or result.get("date") or ""
+        date = (row.get("date") or result.get("date") or "") + _on(
+            row.get("machine", result["machine"])
+        )
         last[command] = max(last.get(command, ""), date)
     return "Commands: " + "; ".join(f"`{c}` (run {d})" for c, d in last.items())
 
 
 def machine_section(results: list[dict[str, Any]]) -> str:
-    m = results[0]["machine"]
+    """One column per machine the stored results were measured on (labelled A, B, … when
+    there are several, and each figure's run says which)."""
+    machines: dict[tuple[str, str], dict[str, Any]] = {}
+    for result in results:
+        for machine in _machines_of(result):
+            machines.setdefault(_machine_key(machine), machine)
+    _MACHINES.clear()
+    _MACHINES.update({key: chr(ord("A") + i) for i, key in enumerate(machines)})
+    ms = list(machines.values())
     rows = [
-        ["CPU", f"{m['cpu']} ({m['cores']} cores visible)"],
-        ["Memory", f"{m['memory_gb']} GB"],
-        ["Python", m["python"]],
-        ["SQLite", m["sqlite"]],
-        ["PostgreSQL", m["postgresql"] or "not reachable"],
-        ["Kernel", m["kernel"]],
-        ["Code", f"git {common.git_revision()} (plus the working tree at the time of the run)"],
+        ["CPU", *(f"{m['cpu']} ({m['cores']} cores visible)" for m in ms)],
+        ["Memory", *(f"{m['memory_gb']} GB" for m in ms)],
+        ["Python", *(m["python"] for m in ms)],
+        ["SQLite", *(m["sqlite"] for m in ms)],
+        ["PostgreSQL", *(m["postgresql"] or "not reachable" for m in ms)],
+        ["Kernel", *(m["kernel"] for m in ms)],
     ]
-    return "## Machine\n\n" + _table(["", ""], rows)
+    heads = [f"machine {_MACHINES[_machine_key(m)]}" for m in ms] if len(ms) > 1 else [""]
+    code = f"Code: git {common.git_revision()} (plus the working tree at the time of each run)."
+    note = (
+        " These are separate instances of the same kind of machine; ratios compare only within"
+        " one run, and each run below says which machine it was on."
+        if len(ms) > 1
+        else ""
+    )
+    return "## Machine\n\n" + _table(["", *heads], rows) + f"\n\n{code}{note}"
 
 
 def ingest_section(r: dict[str, Any]) -> str:
@@ -74,7 +116,7 @@ def ingest_section(r: dict[str, Any]) -> str:
             _n(lit["records_per_s"]) if lit else "-",
             f"x{row['ratio_to_literal']}" if lit else "-",
             ("met" if row["records_per_s"] >= target else f"missed ({_n(target)})") if target else "",
-            row.get("date", r["date"]),
+            row.get("date", r["date"]) + _on(row.get("machine", r["machine"])),
         ])  # fmt: skip
     main = _table(
         ["DB", "source", "records", "present", "Kasparro rec/s", "(b) ceiling rec/s",
@@ -154,13 +196,21 @@ def passes_section(r: dict[str, Any]) -> str:
     )
 
 
+def _p99(row: dict[str, Any]) -> str:
+    """A row's p99; a repeated (headline) row adds the p99 of every run, in run order."""
+    runs = row.get("runs")
+    if not runs:
+        return str(row["p99_ms"])
+    return f"{row['p99_ms']} (runs: {' / '.join(str(run['p99_ms']) for run in runs)})"
+
+
 def api_section(r: dict[str, Any], heading: str = "## 3. API under load") -> str:
     rows = [
         [
             row["db"], row["workers"], "pinned" if row.get("pinned") else "shared",
             "-" if row["db"] == "-" else "on" if row.get("cache", True) else "**off**",
             f"`{row['endpoint']}`", "yes" if row["if_none_match"] else "no",
-            f"**{_n(row['requests_per_s'])}**", row["p50_ms"], row["p99_ms"],
+            f"**{_n(row['requests_per_s'])}**", row["p50_ms"], _p99(row),
             f"x{row['ratio_to_bare']}" if row.get("ratio_to_bare") is not None else "(baseline)",
             row["errors"],
         ]
@@ -181,7 +231,9 @@ def api_section(r: dict[str, Any], heading: str = "## 3. API under load") -> str
         "place both on the 2 cores (two workers need both; one `/data?limit=100` row per "
         "database shows what sharing does to a one-worker p99). Each row's baseline is the bare "
         "app with the same workers and cores. Each cached row follows an unrecorded 1 s warm-up "
-        "run of the same load."
+        "run of the same load. The headline rows (`/data?limit=100` on one worker with the "
+        "cache on, and their bare baseline) are the run with the median p99 of three runs of "
+        "at least 5 s; the p99 of each run is listed after it."
         if any(row.get("pinned") for row in r["rows"])
         else " Server and wrk (2 threads) share the 2 cores."
     )
@@ -216,7 +268,8 @@ def memory_section(r: dict[str, Any]) -> str:
     rows = [[
         f"{c['file_mb']:,} MB", f"{c['rows']:,}", c["db"], f"**{c['peak_mb']} MB**",
         " → ".join(str(x) for x in c["by_quarter_peak_mb"]), f"{c['seconds']} s", _n(c["rows_per_s"]),
-        c["exit_code"], f"`{c.get('command', r['command'])}` {c.get('date', r['date'])}",
+        c["exit_code"],
+        f"`{c.get('command', r['command'])}` {c.get('date', r['date'])}{_on(c.get('machine', r['machine']))}",
     ] for c in runs]  # fmt: skip
     table = _table(
         ["CSV file", "rows", "DB", "peak RSS", "peak RSS by quarter of the run", "time", "rows/s", "exit", "command, run"],
@@ -231,7 +284,8 @@ def memory_section(r: dict[str, Any]) -> str:
         "## 4. Memory\n\n"
         "`kasparro etl run --source csv` as a child process on a generated Kaggle-layout file; RSS "
         "of the process and its children sampled every 0.1 s by the parent with psutil.\n\n"
-        f"{table}\n\nDuring the API load of part 3:\n\n{api_table}\n\n{_meta(r)}."
+        f"{table}\n\nDuring the API load of part 3 (run {r.get('api_date', r['date'])}"
+        f"{_on(r.get('api_machine', r['machine']))}):\n\n{api_table}\n\n{_meta(r)}."
     )
 
 
@@ -249,8 +303,9 @@ def render() -> str:
         "This machine is small and shared, so each headline figure is a ratio to a baseline "
         "measured in the same run; absolute numbers are shown beside them.",
     ]
+    larger = [common.read_result(p.stem) for p in sorted(common.RESULTS.glob("api_[0-9]*.json"))]
     if present:
-        out.append(machine_section(present))
+        out.append(machine_section(present + [r for r in larger if r]))
     if NOTES.exists():
         out.append(NOTES.read_text().strip())
     sections = {"ingest": ingest_section, "passes": passes_section, "api": api_section,

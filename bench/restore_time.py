@@ -80,7 +80,7 @@ def fill_postgres(engine: sa.Engine, rows: int) -> None:
         cursor = raw.cursor()
         with cursor.copy(
             "COPY price_history (asset_id, source, observed_at, price_usd) FROM STDIN"
-        ) as copy:  # type: ignore[attr-defined]
+        ) as copy:
             for row in points(rows):
                 copy.write_row(row)
         raw.commit()
