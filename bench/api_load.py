@@ -6,6 +6,7 @@ import argparse
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -214,12 +215,18 @@ def _measure(
     seconds = max(duration, HEADLINE_MIN_S)
     runs = [loadgen.run(url, seconds, CONNECTIONS, etag=etag, cpus=cpus) for _ in range(repeats)]
     ordered = sorted(runs, key=lambda run: run["p99_ms"] if run["p99_ms"] is not None else 1e9)
-    keep = ("requests_per_s", "p50_ms", "p99_ms")
+    keep = ("requests_per_s", "p50_ms", "p99_ms", "errors", "socket_errors")
     return {
         **ordered[len(ordered) // 2],
         "seconds": seconds,
-        "runs": [{key: run[key] for key in keep} for run in runs],
+        "median_requests_per_s": statistics.median(run["requests_per_s"] for run in runs),
+        "runs": [{key: run.get(key) for key in keep} for run in runs],
     }
+
+
+def _rate(row: dict[str, Any]) -> float:
+    """A row's rate for the ratio to the bare app: the median of its runs when repeated."""
+    return float(row.get("median_requests_per_s", row["requests_per_s"]))
 
 
 def bare_matrix(
@@ -304,10 +311,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         stored = {(r["workers"], r.get("pinned", False)) for r in rows}
         placements = sorted((w, p) for w, p in stored or placements if pin or not p)
     bare = bare_matrix(body, placements, duration, repeats)
-    ceilings = {(r["workers"], r["pinned"]): r["requests_per_s"] for r in bare}
+    ceilings = {(r["workers"], r["pinned"]): _rate(r) for r in bare}
     for row in rows:
         ceiling = ceilings.get((row["workers"], row.get("pinned", False)))
-        row["ratio_to_bare"] = round(row["requests_per_s"] / ceiling, 3) if ceiling else None
+        row["ratio_to_bare"] = round(_rate(row) / ceiling, 3) if ceiling else None
     result = {
         "rows": rows + bare, "fills": fills, "duration_s": duration, "connections": CONNECTIONS,
         "generator": loadgen.describe(pin), "api_rss": memory,

@@ -264,9 +264,11 @@ def _merged(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     a subset (one source, or the 1M size) keeps the other figures beside it, each with its date
     and machine."""
     previous = common.read_result("ingest") or {}
-    stored = {k: previous.get(k) for k in ("date", "command", "machine")}
+    # a stored row without a machine of its own keeps none: the file's belongs to its last writer
+    stored = {k: previous.get(k) for k in ("date", "command")}
     merged = {_key(row): stored | row for row in previous.get("rows", [])}
-    merged.update({_key(row): {"machine": common.machine()} | row for row in rows})
+    machine = common.machine()
+    merged.update({_key(row): {"machine": machine} | row for row in rows})
     order = {s: i for i, s in enumerate(SOURCES)}
     return sorted(
         merged.values(),

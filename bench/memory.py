@@ -157,18 +157,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     previous = common.read_result("memory") or {}
     run["date"] = common.now_utc()
+    run["machine"] = common.machine()
     flags = argv if argv is not None else sys.argv[1:]  # run alone: its own command line
     run["command"] = "python -m bench.run_all memory" + (" " + " ".join(flags) if flags else "")
-    # one row per file size, so the 1 GB run (--full) stays beside the default 50 MB one
-    runs = {(r["db"], round(r["file_mb"])): r for r in previous.get("csv_runs", [])}
-    runs[(args.db, round(file_mb))] = run
-    result = {
-        "csv_runs": sorted(runs.values(), key=lambda r: (r["db"], r["file_mb"])),
-        "api": previous.get("api"),
-        "command": run["command"],
-    }
+    result = with_run(previous, run)
     common.write_result("memory", result)
     return result
+
+
+def with_run(previous: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """The stored memory results with ``run`` in: one CSV run per (DB, file size), so the 1 GB
+    run (--full) stays beside the default 50 MB one; the API's peak RSS (part 3) keeps its own
+    date and machine."""
+    runs = {(r["db"], round(r["file_mb"])): r for r in previous.get("csv_runs", [])}
+    runs[(run["db"], round(run["file_mb"]))] = run
+    api: dict[str, Any] = {
+        k: previous[k] for k in ("api", "api_date", "api_machine") if k in previous
+    }
+    return {
+        "csv_runs": sorted(runs.values(), key=lambda r: (r["db"], r["file_mb"])),
+        **api,
+        "command": run["command"],
+    }
 
 
 if __name__ == "__main__":

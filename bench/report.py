@@ -31,19 +31,10 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-#: machine (cpu, kernel) -> its label in the machine table; filled by :func:`render`
-_MACHINES: dict[tuple[str, str], str] = {}
-
-
-def _machine_key(machine: dict[str, Any]) -> tuple[str, str]:
-    return machine["cpu"], machine["kernel"]
-
-
 def _on(machine: dict[str, Any] | None) -> str:
-    """Which machine a figure is from, when the results come from more than one."""
-    if machine is None or len(_MACHINES) < 2:
-        return ""
-    return f" on machine {_MACHINES.get(_machine_key(machine), '?')}"
+    """Which machine a figure is from, by its kernel release (each instance here has its own
+    build); nothing for a stored row that never recorded one."""
+    return f" on {machine['kernel']}" if machine else ""
 
 
 def _machines_of(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -65,40 +56,33 @@ def _commands(result: dict[str, Any]) -> str:
     last: dict[str, str] = {}
     for row in result["rows"]:
         command = row.get("command") or result["command"]
-        date = (row.get("date") or result.get("date") or "") + _on(
-            row.get("machine", result["machine"])
-        )
+        date = (row.get("date") or result.get("date") or "") + _on(row.get("machine"))
         last[command] = max(last.get(command, ""), date)
     return "Commands: " + "; ".join(f"`{c}` (run {d})" for c, d in last.items())
 
 
 def machine_section(results: list[dict[str, Any]]) -> str:
-    """One column per machine the stored results were measured on (labelled A, B, … when
-    there are several, and each figure's run says which)."""
-    machines: dict[tuple[str, str], dict[str, Any]] = {}
-    for result in results:
-        for machine in _machines_of(result):
-            machines.setdefault(_machine_key(machine), machine)
-    _MACHINES.clear()
-    _MACHINES.update({key: chr(ord("A") + i) for i, key in enumerate(machines)})
-    ms = list(machines.values())
+    """One column per machine the stored results were measured on, headed by its kernel
+    release, which each figure's run names too."""
+    machines = {m["kernel"]: m for result in results for m in _machines_of(result)}
+    ms = [machines[kernel] for kernel in sorted(machines)]
     rows = [
         ["CPU", *(f"{m['cpu']} ({m['cores']} cores visible)" for m in ms)],
         ["Memory", *(f"{m['memory_gb']} GB" for m in ms)],
         ["Python", *(m["python"] for m in ms)],
         ["SQLite", *(m["sqlite"] for m in ms)],
         ["PostgreSQL", *(m["postgresql"] or "not reachable" for m in ms)],
-        ["Kernel", *(m["kernel"] for m in ms)],
     ]
-    heads = [f"machine {_MACHINES[_machine_key(m)]}" for m in ms] if len(ms) > 1 else [""]
     code = f"Code: git {common.git_revision()} (plus the working tree at the time of each run)."
     note = (
-        " These are separate instances of the same kind of machine; ratios compare only within"
-        " one run, and each run below says which machine it was on."
+        " The results below come from separate instances of the same kind of machine, which"
+        " differ in speed by up to 2x: ratios compare only within one run, and each run names"
+        " its machine."
         if len(ms) > 1
         else ""
     )
-    return "## Machine\n\n" + _table(["", *heads], rows) + f"\n\n{code}{note}"
+    table = _table(["kernel", *(m["kernel"] for m in ms)], rows)
+    return f"## Machine\n\n{table}\n\n{code}{note}"
 
 
 def ingest_section(r: dict[str, Any]) -> str:
@@ -116,7 +100,7 @@ def ingest_section(r: dict[str, Any]) -> str:
             _n(lit["records_per_s"]) if lit else "-",
             f"x{row['ratio_to_literal']}" if lit else "-",
             ("met" if row["records_per_s"] >= target else f"missed ({_n(target)})") if target else "",
-            row.get("date", r["date"]) + _on(row.get("machine", r["machine"])),
+            row.get("date", r["date"]) + _on(row.get("machine")),
         ])  # fmt: skip
     main = _table(
         ["DB", "source", "records", "present", "Kasparro rec/s", "(b) ceiling rec/s",
@@ -196,12 +180,28 @@ def passes_section(r: dict[str, Any]) -> str:
     )
 
 
+def _repeats(rows: list[dict[str, Any]]) -> str:
+    """What the repeated (headline) rows are, from the rows themselves."""
+    repeated = [row for row in rows if row.get("runs")]
+    if not repeated:
+        return ""
+    counts = sorted({len(row["runs"]) for row in repeated})
+    seconds = min(row["seconds"] for row in repeated)
+    return (
+        " The headline rows (`/data?limit=100` on one worker with the cache on, and their bare "
+        f"baseline) are the run with the median p99 of {'/'.join(map(str, counts))} runs of at "
+        f"least {seconds:g} s, the p99 of each run listed after it; their ratio to the bare app "
+        "compares the median requests/s of each side's runs."
+    )
+
+
 def _p99(row: dict[str, Any]) -> str:
     """A row's p99; a repeated (headline) row adds the p99 of every run, in run order."""
     runs = row.get("runs")
     if not runs:
         return str(row["p99_ms"])
-    return f"{row['p99_ms']} (runs: {' / '.join(str(run['p99_ms']) for run in runs)})"
+    each = " / ".join("-" if run["p99_ms"] is None else str(run["p99_ms"]) for run in runs)
+    return f"{row['p99_ms']} (runs: {each})"
 
 
 def api_section(r: dict[str, Any], heading: str = "## 3. API under load") -> str:
@@ -231,9 +231,7 @@ def api_section(r: dict[str, Any], heading: str = "## 3. API under load") -> str
         "place both on the 2 cores (two workers need both; one `/data?limit=100` row per "
         "database shows what sharing does to a one-worker p99). Each row's baseline is the bare "
         "app with the same workers and cores. Each cached row follows an unrecorded 1 s warm-up "
-        "run of the same load. The headline rows (`/data?limit=100` on one worker with the "
-        "cache on, and their bare baseline) are the run with the median p99 of three runs of "
-        "at least 5 s; the p99 of each run is listed after it."
+        f"run of the same load.{_repeats(r['rows'])}"
         if any(row.get("pinned") for row in r["rows"])
         else " Server and wrk (2 threads) share the 2 cores."
     )
@@ -252,15 +250,11 @@ def api_section(r: dict[str, Any], heading: str = "## 3. API under load") -> str
     )
 
 
-def larger_api_sections() -> list[str]:
-    """Part 3 again on larger databases (``api --full``: 10M history points), when run."""
-    out = []
+def larger_api_results() -> dict[int, dict[str, Any]]:
+    """Part 3 again on larger databases (``api --full``: 10M history points), by size, when run."""
     sizes = sorted(int(path.stem[4:]) for path in common.RESULTS.glob("api_[0-9]*.json"))
-    for points in sizes:
-        result = common.read_result(f"api_{points}")
-        if result and result["rows"]:
-            out.append(api_section(result, f"### API under load, {points:,} history points"))
-    return out
+    results = {points: common.read_result(f"api_{points}") for points in sizes}
+    return {points: result for points, result in results.items() if result and result["rows"]}
 
 
 def memory_section(r: dict[str, Any]) -> str:
@@ -269,7 +263,7 @@ def memory_section(r: dict[str, Any]) -> str:
         f"{c['file_mb']:,} MB", f"{c['rows']:,}", c["db"], f"**{c['peak_mb']} MB**",
         " → ".join(str(x) for x in c["by_quarter_peak_mb"]), f"{c['seconds']} s", _n(c["rows_per_s"]),
         c["exit_code"],
-        f"`{c.get('command', r['command'])}` {c.get('date', r['date'])}{_on(c.get('machine', r['machine']))}",
+        f"`{c.get('command', r['command'])}` {c.get('date', r['date'])}{_on(c.get('machine'))}",
     ] for c in runs]  # fmt: skip
     table = _table(
         ["CSV file", "rows", "DB", "peak RSS", "peak RSS by quarter of the run", "time", "rows/s", "exit", "command, run"],
@@ -284,8 +278,8 @@ def memory_section(r: dict[str, Any]) -> str:
         "## 4. Memory\n\n"
         "`kasparro etl run --source csv` as a child process on a generated Kaggle-layout file; RSS "
         "of the process and its children sampled every 0.1 s by the parent with psutil.\n\n"
-        f"{table}\n\nDuring the API load of part 3 (run {r.get('api_date', r['date'])}"
-        f"{_on(r.get('api_machine', r['machine']))}):\n\n{api_table}\n\n{_meta(r)}."
+        f"{table}\n\nDuring the API load of part 3 (run {r.get('api_date', '?')}"
+        f"{_on(r.get('api_machine'))}):\n\n{api_table}"
     )
 
 
@@ -303,9 +297,9 @@ def render() -> str:
         "This machine is small and shared, so each headline figure is a ratio to a baseline "
         "measured in the same run; absolute numbers are shown beside them.",
     ]
-    larger = [common.read_result(p.stem) for p in sorted(common.RESULTS.glob("api_[0-9]*.json"))]
+    larger = larger_api_results()
     if present:
-        out.append(machine_section(present + [r for r in larger if r]))
+        out.append(machine_section(present + list(larger.values())))
     if NOTES.exists():
         out.append(NOTES.read_text().strip())
     sections = {"ingest": ingest_section, "passes": passes_section, "api": api_section,
@@ -314,7 +308,10 @@ def render() -> str:
         result = parts[name]
         out.append(section(result) if result else f"## {name}\n\nNot run yet.")
         if name == "api":
-            out += larger_api_sections()
+            out += [
+                api_section(result, f"### API under load, {points:,} history points")
+                for points, result in larger.items()
+            ]
     return "\n\n".join(out) + "\n"
 
 

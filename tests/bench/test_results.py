@@ -10,6 +10,9 @@ import pytest
 
 from bench import api_load, common, ingest, memory, report
 
+MACHINE = {"cpu": "Xeon", "kernel": "6.18-v1", "cores": 2, "memory_gb": 23.5, "python": "3.11.7",
+           "sqlite": "3.40.1", "postgresql": "15"}  # fmt: skip
+
 
 def test_quarter_peaks_cover_the_last_samples() -> None:
     values = [1] * 12 + [9, 7]  # 14 samples: not a multiple of 4, and the peak in the last two
@@ -30,6 +33,7 @@ def test_ingest_rows_merge_by_source_db_size_and_present(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(common, "RESULTS", tmp_path)
+    monkeypatch.setattr(common, "machine", lambda: MACHINE)
     stored = {
         "date": "2026-11-27 11:08 UTC",
         "command": "python -m bench.run_all ingest",
@@ -46,11 +50,11 @@ def test_ingest_rows_merge_by_source_db_size_and_present(
     assert len(merged) == 3
     assert by_key[("csv", "sqlite", 100_000)]["records_per_s"] == 30  # replaced by the new run
     kept = by_key[("coingecko", "sqlite", 100_000)]
-    assert kept["records_per_s"] == 20  # kept, with the stored run's date, command and machine
+    assert kept["records_per_s"] == 20  # kept, with the stored run's date and command
     assert kept["date"] == "2026-11-27 11:08 UTC"
     assert kept["command"] == "python -m bench.run_all ingest"
-    assert kept["machine"] == {"cpu": "old", "kernel": "k1"}
-    assert by_key[("csv", "sqlite", 100_000)]["machine"] == common.machine()  # this run's
+    assert "machine" not in kept  # the file's machine is its last writer's, not this row's
+    assert by_key[("csv", "sqlite", 100_000)]["machine"] == MACHINE  # this run's
     assert [r["source"] for r in merged] == ["coingecko", "csv", "csv"]  # sources in bench order
 
 
@@ -58,12 +62,13 @@ def test_ingest_rows_without_stored_results(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(common, "RESULTS", tmp_path)
+    monkeypatch.setattr(common, "machine", lambda: MACHINE)
     row = _row("csv", "sqlite", 10_000, 5, date="d", command="c")
-    assert ingest._merged([row]) == [{"machine": common.machine(), **row}]
+    assert ingest._merged([row]) == [{"machine": MACHINE, **row}]
 
 
 def test_a_repeated_api_row_is_its_median_p99_run(monkeypatch: pytest.MonkeyPatch) -> None:
-    figures = iter([(9000.0, 61.0), (9500.0, 8.0), (9300.0, 12.0)])
+    figures = iter([(9900.0, 61.0), (9500.0, 8.0), (9000.0, 12.0)])
     durations: list[float] = []
 
     def fake_run(url: str, duration: float, connections: int, **_: Any) -> dict[str, Any]:
@@ -73,7 +78,9 @@ def test_a_repeated_api_row_is_its_median_p99_run(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(api_load.loadgen, "run", fake_run)
     row = api_load._measure("http://x/data", 2.0, repeats=3)
-    assert (row["requests_per_s"], row["p99_ms"]) == (9300.0, 12.0)
+    assert (row["requests_per_s"], row["p99_ms"]) == (9000.0, 12.0)  # the median-p99 run
+    assert api_load._rate(row) == 9500.0  # the ratio to the bare app uses the median rate
+    assert all(run["errors"] == 0 for run in row["runs"])
     assert [run["p99_ms"] for run in row["runs"]] == [61.0, 8.0, 12.0]  # in run order
     assert durations == [api_load.HEADLINE_MIN_S] * 3
     assert report._p99(row) == "12.0 (runs: 61.0 / 8.0 / 12.0)"
@@ -87,16 +94,47 @@ def test_an_api_row_measured_once_has_no_runs(monkeypatch: pytest.MonkeyPatch) -
     row = api_load._measure("http://x/data", 2.0)
     assert "runs" not in row
     assert report._p99(row) == "3.5"
+    assert api_load._rate(row) == 1.0
 
 
-def test_the_machine_table_labels_each_machine_and_runs_name_theirs() -> None:
-    a = {"cpu": "Xeon", "kernel": "v1", "cores": 2, "memory_gb": 23.5, "python": "3.11.7",
-         "sqlite": "3.40.1", "postgresql": "15"}  # fmt: skip
-    b = {**a, "cpu": "EPYC", "kernel": "v2"}
-    ingest_result = {"machine": b, "rows": [{"machine": a}, {"machine": b}]}
-    text = report.machine_section([ingest_result, {"machine": b, "api_machine": a}])
-    assert "| machine A | machine B |" in text  # in order of first appearance
+def test_the_machine_table_has_a_column_per_machine_named_by_kernel() -> None:
+    other = {**MACHINE, "cpu": "EPYC", "kernel": "6.18-v0"}
+    ingest_result = {"machine": MACHINE, "rows": [{"machine": other}, {}]}
+    text = report.machine_section([ingest_result, {"machine": MACHINE, "api_machine": other}])
+    assert "| kernel | 6.18-v0 | 6.18-v1 |" in text  # sorted: the same on every render
     assert "| CPU | EPYC (2 cores visible) | Xeon (2 cores visible) |" in text
-    assert (report._on(b), report._on(a)) == (" on machine A", " on machine B")
-    report.machine_section([{"machine": a}])  # one machine: runs do not name it
-    assert report._on(a) == ""
+    assert "each run names its machine" in text
+    assert report._on(other) == " on 6.18-v0"
+    assert report._on(None) == ""  # a stored row that never recorded its machine
+
+
+def test_one_machine_needs_no_caveat() -> None:
+    text = report.machine_section([{"machine": MACHINE, "rows": [{"machine": MACHINE}]}])
+    assert "| kernel | 6.18-v1 |" in text
+    assert "separate instances" not in text
+
+
+def test_a_run_without_a_p99_shows_a_dash() -> None:
+    row = {"p99_ms": 9.0, "runs": [{"p99_ms": None}, {"p99_ms": 9.0}, {"p99_ms": 12.0}]}
+    assert report._p99(row) == "9.0 (runs: - / 9.0 / 12.0)"
+
+
+def test_the_repeated_rows_are_described_from_themselves() -> None:
+    rows = [{"runs": [{}, {}, {}], "seconds": 5.0}, {"p99_ms": 1.0}]
+    text = report._repeats(rows)
+    assert "median p99 of 3 runs of at least 5 s" in text
+    assert report._repeats([{"p99_ms": 1.0}]) == ""
+
+
+def test_a_memory_run_keeps_the_api_figures_with_their_own_date_and_machine() -> None:
+    previous = {
+        "csv_runs": [{"db": "sqlite", "file_mb": 50.1, "peak_mb": 160.0}],
+        "api": {"sqlite/1w": {"peak_mb": 105.4}},
+        "api_date": "2026-11-27 14:36 UTC",
+        "api_machine": MACHINE,
+    }
+    run = {"db": "sqlite", "file_mb": 1024.1, "peak_mb": 161.2, "command": "memory --full"}
+    result = memory.with_run(previous, run)
+    assert [r["file_mb"] for r in result["csv_runs"]] == [50.1, 1024.1]
+    assert (result["api_date"], result["api_machine"]) == ("2026-11-27 14:36 UTC", MACHINE)
+    assert result["api"] == previous["api"]
