@@ -37,7 +37,7 @@ CSV_ROWS_PER_PASS = 2500
 @dataclass(frozen=True)
 class KillPoint:
     """Kill once ``source``'s running run has loaded ``loaded`` rows, ``delay`` s after spawning,
-    or ``after_open`` s after the pass opened its first run."""
+    or ``after_open`` s after the pass opened its first run (at a moment a run is in flight)."""
 
     name: str
     source: str | None = None
@@ -49,11 +49,13 @@ class KillPoint:
         if self.delay is not None:
             return time.monotonic() - started >= self.delay
         if self.after_open is not None:
-            if not opened and scalar(
-                engine, "SELECT count(*) FROM etl_run WHERE status = 'running'"
-            ):
+            running = scalar(engine, "SELECT count(*) FROM etl_run WHERE status = 'running'")
+            if not opened and running:
                 opened.append(time.monotonic())
-            return bool(opened) and time.monotonic() - opened[0] >= self.after_open
+            # a kill that falls between one source's run and the next interrupts nothing (seen
+            # on SQLite, where a CSV run can end before the others open theirs): wait for a run
+            # in flight, so each timed point does interrupt one
+            return bool(opened) and time.monotonic() - opened[0] >= self.after_open and running > 0
         sql = "SELECT coalesce(max(loaded), -1) FROM etl_run WHERE status = 'running'"
         if self.source is not None:
             sql += " AND source = :s"
