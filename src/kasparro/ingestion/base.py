@@ -114,6 +114,9 @@ class BaseIngestion(ABC):
         self._drift = DriftDetector(
             expected_schema(self.model), ignore_types=self.drift_ignores_types
         )
+        self._validate = (
+            self.model.__pydantic_validator__.validate_python
+        )  # model_validate, minus a call
         self._identity = IdentityResolver(engine, self.name)
         self._stored: dict[str, tuple[str | None, datetime | None]] = {}
         self._seen_this_run: set[str] = set()
@@ -146,6 +149,13 @@ class BaseIngestion(ABC):
             value = payload.get("id")
             return str(value)[:255] if value is not None else None
         return None
+
+    def unified(self, payload: Any, drift: list[DriftEvent]) -> UnifiedRecord:
+        """One payload validated and mapped; the drift it shows is added to ``drift``. Raises
+        ``ValidationError`` or ``RecordValidationError`` for a record to quarantine."""
+        data = self.normalize(payload)
+        drift.extend(self._drift.observe(data))
+        return self.to_unified(self._validate(data))
 
     def close(self) -> None:  # noqa: B027 - an optional hook; most sources hold nothing to release
         """Release clients; called once after the run."""
@@ -247,12 +257,10 @@ class BaseIngestion(ABC):
             self._seen_this_run.clear()
         drift: list[DriftEvent] = []
         unchanged = 0
-        validate = self.model.__pydantic_validator__.validate_python  # model_validate, minus a call
+        unified = self.unified
         for payload in batch.records:
-            data = self.normalize(payload)
-            drift.extend(self._drift.observe(data))
             try:
-                record = self.to_unified(validate(data))
+                record = unified(payload, drift)
             except ValidationError as exc:
                 errors = [
                     {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"], "type": e["type"]}
@@ -563,7 +571,7 @@ class BaseIngestion(ABC):
         for payload in payloads:
             self.counts.fetched += 1
             try:
-                record = self.to_unified(self.model.model_validate(self.normalize(payload)))
+                record = self.unified(payload, [])  # replay records no drift
             except (ValidationError, RecordValidationError):
                 self.counts.quarantined += 1
                 continue

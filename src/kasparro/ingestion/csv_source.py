@@ -19,10 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from annotated_types import Ge, MaxLen, MinLen
+from pydantic import TypeAdapter, ValidationError
+
 from kasparro.db.models import EtlCheckpoint
 from kasparro.db.runs import QuarantinedRecord
 from kasparro.exceptions import FatalSourceError, RecordValidationError
 from kasparro.ingestion.base import BaseIngestion, FetchedBatch
+from kasparro.ingestion.drift import DriftEvent
 from kasparro.ingestion.sample import write_sample_csv
 from kasparro.observability.logging import get_logger
 from kasparro.schemas.common import as_utc
@@ -40,6 +44,37 @@ _OPTIONAL = set(CsvRow.model_fields) - _REQUIRED
 _NUMERIC = frozenset(CSV_NUMBER_FIELDS)
 _LONGEST_NULL_TOKEN = max(map(len, NULL_TOKENS))
 _HEADER_CLEAN = re.compile(r"[\s\-]+")
+
+
+def _constraint(name: str, kind: type[Any], attribute: str) -> Any:
+    for item in CsvRow.model_fields[name].metadata:
+        if isinstance(item, kind):
+            return getattr(item, attribute)
+    return None
+
+
+# What the plain-row path checks, read from the model so the two cannot drift apart.
+_NONNEGATIVE = frozenset(n for n in CSV_NUMBER_FIELDS if _constraint(n, Ge, "ge") == 0)
+_TEXT_LIMITS = {
+    name: (_constraint(name, MinLen, "min_length") or 0, _constraint(name, MaxLen, "max_length"))
+    for name, info in CsvRow.model_fields.items()
+    if info.annotation in (str, str | None)
+}
+_TIMES = frozenset(
+    n for n, info in CsvRow.model_fields.items() if info.annotation in (datetime, datetime | None)
+)
+_NO_FIELDS: dict[str, Any] = dict.fromkeys(CsvRow.model_fields)
+_MOMENT = TypeAdapter(datetime)
+
+
+@functools.lru_cache(maxsize=4096)
+def _moment(text: str) -> datetime | None:
+    """A timestamp cell as the model parses it (a file repeats each date once per coin), or None
+    when the model would reject it."""
+    try:
+        return as_utc(_MOMENT.validate_python(text))  # as the record stores it
+    except ValidationError:
+        return None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -107,6 +142,44 @@ def _canonical_names(headers: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(normalize_header(h) for h in headers)
 
 
+def _plain_fields(names: tuple[str, ...], payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The model's fields for a row whose every cell is plainly written, checked as the model
+    checks them (after :meth:`CsvIngestion.normalize`); None for any other row, which the model
+    then judges. Cells with surrounding whitespace are left to the model, whose idea of
+    whitespace differs from ``str.strip`` at the edges."""
+    fields = dict(_NO_FIELDS)
+    for name, cell in zip(names, payload.values(), strict=True):
+        if name not in fields:
+            continue  # a column the model ignores
+        if type(cell) is not str:
+            return None
+        text = cell.strip()
+        if len(text) <= _LONGEST_NULL_TOKEN and text.lower() in NULL_TOKENS:
+            fields[name] = None
+        elif name in _NUMERIC:
+            try:
+                number = float(text)
+            except ValueError:
+                return None
+            if not math.isfinite(number) or (number < 0 and name in _NONNEGATIVE):
+                return None
+            fields[name] = number
+        elif len(text) != len(cell):
+            return None
+        elif name in _TIMES:
+            if (moment := _moment(cell)) is None:
+                return None
+            fields[name] = moment
+        else:
+            low, high = _TEXT_LIMITS[name]
+            if not low <= len(cell) <= (high or len(cell)):
+                return None
+            fields[name] = cell
+    if any(fields[name] is None for name in _REQUIRED):
+        return None
+    return fields
+
+
 class _LineReader:
     """Reads raw lines from a binary file, tracking the byte offset after each one."""
 
@@ -159,6 +232,23 @@ class CsvIngestion(BaseIngestion):
         super().__init__(*args, **kwargs)
         self.path = Path(self.settings.csv_path)
         self._observed_default = datetime.now(UTC)
+        # headers whose drift has been observed: every row under one header has the same
+        # columns, and CSV drift is about columns only (``drift_ignores_types``)
+        self._headers_seen: set[tuple[str, ...]] = set()
+
+    def unified(self, payload: Any, drift: list[DriftEvent]) -> UnifiedRecord:
+        """A plainly written row under a header already seen is read directly; any other row
+        goes through normalization, drift detection and the model, which explains what is wrong.
+        Both give the same record: a property test holds them to it."""
+        if isinstance(payload, dict):
+            names = _canonical_names(tuple(payload))
+            if names in self._headers_seen:
+                fields = _plain_fields(names, payload)
+                if fields is not None:
+                    return self._record(fields)
+            else:
+                self._headers_seen.add(names)  # the first row's drift is this header's drift
+        return super().unified(payload, drift)
 
     def normalize(self, payload: Any) -> Any:
         if not isinstance(payload, dict):
@@ -177,25 +267,30 @@ class CsvIngestion(BaseIngestion):
         return None
 
     def to_unified(self, item: CsvRow) -> UnifiedRecord:
-        coin_id = item.coin_id or f"{item.symbol.lower()}-{normalize_name(item.name)}"
+        return self._record(item.__dict__)  # a model's __dict__ holds exactly its fields
+
+    def _record(self, row: dict[str, Any]) -> UnifiedRecord:
+        """Valid CSV fields (by canonical name) as a unified record."""
+        symbol, name, rank = row["symbol"], row["name"], row["rank"]
+        coin_id = row["coin_id"] or f"{symbol.lower()}-{normalize_name(name)}"
         if not coin_id.strip("-"):
             raise RecordValidationError("cannot derive an id from symbol and name")
         return UnifiedRecord(
             coin_id=coin_id,
-            symbol=item.symbol.upper(),
-            name=item.name,
-            rank=int(item.rank) if item.rank is not None else None,
-            price_usd=item.price_usd,
-            market_cap_usd=item.market_cap_usd or None,  # the history layout writes 0 for unknown
-            volume_24h_usd=item.volume_24h_usd,
-            circulating_supply=item.circulating_supply,
-            total_supply=item.total_supply,
-            max_supply=item.max_supply,
-            percent_change_24h=item.percent_change_24h,
-            source_updated_at=as_utc(item.last_updated) or self._observed_default,
-            open_usd=item.open_usd,
-            high_usd=item.high_usd,
-            low_usd=item.low_usd,
+            symbol=symbol.upper(),
+            name=name,
+            rank=int(rank) if rank is not None else None,
+            price_usd=row["price_usd"],
+            market_cap_usd=row["market_cap_usd"] or None,  # the history layout writes 0 for unknown
+            volume_24h_usd=row["volume_24h_usd"],
+            circulating_supply=row["circulating_supply"],
+            total_supply=row["total_supply"],
+            max_supply=row["max_supply"],
+            percent_change_24h=row["percent_change_24h"],
+            source_updated_at=as_utc(row["last_updated"]) or self._observed_default,
+            open_usd=row["open_usd"],
+            high_usd=row["high_usd"],
+            low_usd=row["low_usd"],
         )
 
     def fetch(self, checkpoint: EtlCheckpoint | None) -> Iterator[FetchedBatch]:
