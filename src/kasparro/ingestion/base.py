@@ -206,6 +206,7 @@ class BaseIngestion(ABC):
                 "ETL run completed",
                 extra={
                     "status": result.status,
+                    "records_processed": self.counts.fetched,  # the spec's name for it
                     **self.counts.as_dict(),
                     "duration_seconds": round(result.duration_seconds, 3),
                 },

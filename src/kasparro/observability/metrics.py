@@ -1,7 +1,8 @@
 """Prometheus metrics: HTTP metrics kept in-process, ETL metrics read from the database at scrape time.
 
 ETL metrics are derived from ``etl_run``, ``schema_drift``, ``quarantine`` and ``circuit_breaker``
-whenever ``/metrics`` is scraped, so they are right whichever process ran the pipeline.
+whenever ``/metrics`` is scraped, so they are right whichever process ran the pipeline. Process
+metrics (``process_*``) describe the one process, or with several workers each worker (``pid``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from kasparro.db import queries, status_queries
+from kasparro.observability.workers import WorkerProcessCollector, announce_worker
 
 log = logging.getLogger("kasparro.metrics")
 
@@ -172,8 +174,9 @@ class ApiMetrics:
 
     With several worker processes (``kasparro api --workers N`` sets ``PROMETHEUS_MULTIPROC_DIR``)
     each worker's HTTP counters live in files in that directory, and a scrape, whichever worker
-    answers it, adds up all of them (prometheus-client's multiprocess mode). Per-process metrics
-    (CPU, memory, GC) are left out then: one worker's figures would pass for the whole service's.
+    answers it, adds up all of them (prometheus-client's multiprocess mode). Process metrics then
+    come one series per live worker, labelled ``pid`` (see :mod:`kasparro.observability.workers`);
+    GC metrics are left out, as one worker's figures would pass for the whole service's.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -195,12 +198,14 @@ class ApiMetrics:
             buckets=HTTP_LATENCY_BUCKETS,
             registry=own,
         )
+        self.workers = announce_worker(own)
         self.registry.register(EtlCollector(engine))
+        PlatformCollector(registry=self.registry)
         if self.multiprocess_dir:
             MultiProcessCollector(self.registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+            self.registry.register(WorkerProcessCollector(self.multiprocess_dir))
         else:
             ProcessCollector(registry=self.registry)
-            PlatformCollector(registry=self.registry)
             GCCollector(registry=self.registry)
 
     def observe(self, *, method: str, route: str, status: int, seconds: float) -> None:

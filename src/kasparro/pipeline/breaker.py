@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from kasparro.db.models import Base, UTCDateTime
 from kasparro.db.repository import bump_data_version
+from kasparro.observability.logging import log_context
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +81,21 @@ class CircuitBreaker:
             if won:
                 bump_data_version(conn=conn)  # /stats and /health show breaker states
         if won:
-            log.info(
-                "circuit breaker of %s is half-open: allowing one probe run",
-                source,
-                extra={"source": source},
-            )
+            with log_context(source=source):  # the probe run has not started: no run_id yet
+                log.info("circuit breaker of %s is half-open: allowing one probe run", source)
         return bool(won)
 
-    def record(self, source: str, *, success: bool, now: datetime | None = None) -> None:
-        """Record a finished run: success closes the breaker, failure counts towards opening it."""
+    def record(
+        self,
+        source: str,
+        *,
+        success: bool,
+        now: datetime | None = None,
+        run_id: int | None = None,
+    ) -> None:
+        """Record a finished run (``run_id``, when there is one): success closes the breaker,
+        failure counts towards opening it. A breaker opening is logged with the source and the
+        run that opened it."""
         now = _utc(now)
         with self.engine.begin() as conn:
             bump_data_version(conn=conn)  # /stats and /health show breaker states
@@ -136,7 +143,9 @@ class CircuitBreaker:
                 sa.select(_table.c.state).where(_table.c.source == source)
             ).scalar_one()
         if state == OPEN:
-            log.warning("circuit breaker of %s is open", source, extra={"source": source})
+            run = {} if run_id is None else {"run_id": run_id}
+            with log_context(source=source, **run):
+                log.warning("circuit breaker of %s is open", source)
 
     def states(self, now: datetime | None = None) -> dict[str, dict[str, Any]]:
         """Every source's breaker: state, consecutive failures, when it opened and until when."""

@@ -92,16 +92,30 @@ def _no_duplicate_history(conn: Connection, _report: VerifyReport) -> list[str]:
 
 
 def _checkpoints_behind_data(conn: Connection, _report: VerifyReport) -> list[str]:
+    """A checkpoint moves in the same transaction as the data it covers and the counters of the
+    run moving it, so: its run exists and recorded the records it moved past; an API checkpoint
+    is no later than the newest ``last_updated`` stored; a CSV one is a readable byte offset."""
     checkpoint, run, unified = _t["etl_checkpoint"], _t["etl_run"], _t["unified_crypto"]
     problems = []
     rows = conn.execute(
         sa.select(
-            checkpoint.c.source, checkpoint.c.run_id, checkpoint.c.last_value, run.c.id
+            checkpoint.c.source,
+            checkpoint.c.run_id,
+            checkpoint.c.last_value,
+            checkpoint.c.state,
+            run.c.id,
+            run.c.fetched + run.c.loaded + run.c.unchanged + run.c.quarantined,
         ).outerjoin(run, run.c.id == checkpoint.c.run_id)
     ).all()
-    for source, run_id, last_value, found_run in rows:
+    for source, run_id, last_value, state, found_run, handled in rows:
         if run_id is not None and found_run is None:
             problems.append(f"checkpoint of {source} points at run {run_id}, which does not exist")
+        elif found_run is not None and not handled:
+            problems.append(
+                f"checkpoint of {source} was moved by run {run_id}, which recorded no records"
+            )
+        if source == "csv":
+            problems.extend(_csv_position(last_value, state))
         if source not in API_SOURCES or not last_value:
             continue
         position = _parse_time(last_value)
@@ -120,10 +134,25 @@ def _checkpoints_behind_data(conn: Connection, _report: VerifyReport) -> list[st
     return problems
 
 
+def _csv_position(last_value: str | None, state: object) -> list[str]:
+    """The CSV checkpoint is a byte offset into one file; ``last_value`` (``name@offset``) and
+    the state's ``offset`` are written together, so they agree."""
+    offset = state.get("offset") if isinstance(state, dict) else None
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        return [f"checkpoint of csv has an unreadable byte offset {offset!r}"]
+    if not (last_value or "").endswith(f"@{offset}"):
+        return [f"checkpoint of csv is at {last_value!r}, but its state says byte {offset}"]
+    return []
+
+
 def _sqlite_integrity(conn: Connection, _report: VerifyReport) -> list[str]:
     if not is_sqlite(conn.engine):
         return []
-    result = [str(row[0]) for row in conn.exec_driver_sql("PRAGMA integrity_check").all()]
+    try:
+        result = [str(row[0]) for row in conn.exec_driver_sql("PRAGMA integrity_check").all()]
+    except SQLAlchemyError as exc:  # damage bad enough that the check cannot walk the file
+        conn.rollback()
+        return [f"integrity_check: {str(getattr(exc, 'orig', None) or exc).splitlines()[0]}"]
     return [] if result == ["ok"] else [f"integrity_check: {line}" for line in result[:10]]
 
 
