@@ -3,23 +3,32 @@ database unreachable at start, and ``/health`` going 503 and recovering by itsel
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 from starlette.exceptions import StarletteDeprecationWarning
 
 from kasparro.api import create_app
 from kasparro.config import Settings
-from kasparro.db.engine import make_engine
+from kasparro.db.engine import alembic_config, current_revision, make_engine
 from kasparro.ingestion.base import RunResult
 from kasparro.pipeline.runner import run_pass
+from kasparro.pipeline.verify import verify
 from tests.conftest import POSTGRES_ADMIN_URL, reset_postgres
 from tests.fakes import FakeUpstream, coins
 from tests.reliability.csvgen import append_rows
@@ -28,6 +37,7 @@ from tests.reliability.helpers import (
     duplicates,
     history_counts,
     kasparro,
+    loaded_totals,
     scalar,
     settings_for,
     wait_for,
@@ -113,8 +123,13 @@ def _assert_recovered(settings: Settings, engine: Engine) -> None:
     results = run_pass(settings, engine)
     assert {r.source: r.status for r in results} == dict.fromkeys(settings.sources, "success")
     assert scalar(engine, "SELECT count(*) FROM etl_run WHERE status = 'running'") == 0
-    assert history_counts(engine)["csv"] == CSV_ROWS
+    history = history_counts(engine)
+    assert history["csv"] == CSV_ROWS
     assert duplicates(engine) == {}
+    # every record the upstream served and every CSV row counted as loaded exactly once
+    assert loaded_totals(engine) == history
+    report = verify(engine)
+    assert report.ok, report.problems
 
 
 @pytest.mark.postgres
@@ -175,6 +190,12 @@ def test_outage_longer_than_the_final_status_retries_leaves_no_run_running(
             run_pass(settings, engine)  # the next pass in the same process
 
             assert scalar(direct, "SELECT count(*) FROM etl_run WHERE status = 'running'") == 0
+            history = history_counts(direct)
+            assert history["csv"] == 1200
+            assert duplicates(direct) == {}
+            assert loaded_totals(direct) == history
+            report = verify(direct)
+            assert report.ok, report.problems
         finally:
             engine.dispose()
             direct.dispose()
@@ -228,3 +249,129 @@ def test_health_is_503_while_the_database_is_away_and_recovers_by_itself(pg_url:
     assert after.status_code == 200
     assert after.json()["database"]["reachable"] is True
     assert data_after.status_code == 200
+
+
+@contextlib.contextmanager
+def _empty_database() -> Iterator[str]:
+    """A PostgreSQL database of its own with no schema at all, dropped afterwards."""
+    name = f"kasparro_gate_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        yield (
+            sa.engine.make_url(POSTGRES_ADMIN_URL)
+            .set(database=name)
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _health(base: str) -> httpx.Response | None:
+    try:
+        return httpx.get(f"{base}/health", timeout=5)
+    except httpx.HTTPError:
+        return None  # not listening yet
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("command", ["serve", "api", "scheduler"])
+def test_a_service_started_before_its_database_waits_for_it_and_recovers_by_itself(
+    command: str, tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    """The real process, its database unreachable at start: a clear error, no exit; ``/health``
+    503 while it is away; once it answers, the schema is brought to head (the database is empty
+    at first), ``/health`` recovers and the first pass runs, all without a restart."""
+    with _empty_database() as url, TcpProxy(("127.0.0.1", sa.engine.make_url(url).port or 5432)) as proxy:  # fmt: skip
+        proxy.down()
+        env = cli_env(
+            _settings(proxy.url(url), tmp_path, upstream, rows=300), KASPARRO_SCHEDULE="6h"
+        )
+        port = _free_port()
+        base = f"http://127.0.0.1:{port}"
+        ports = [] if command == "scheduler" else ["--port", str(port)]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "kasparro", command, *ports],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")))  # type: ignore[union-attr]
+        reader.start()
+        engine = make_engine(url)  # straight to the database, around the proxy
+        try:
+            wait_for(
+                lambda: any("database unreachable at start" in line for line in lines),
+                timeout=60,
+                what="the start-up error",
+            )
+            if command != "scheduler":
+                wait_for(lambda: _health(base) is not None, timeout=30, what="the API to listen")
+                away = _health(base)
+                assert away is not None
+                assert away.status_code == 503
+                assert away.json()["database"]["reachable"] is False
+                assert away.json()["reasons"] == ["database unreachable"]
+            assert proc.poll() is None, "the service exited instead of waiting for its database"
+            with engine.connect() as conn:
+                assert not sa.inspect(conn).has_table("etl_run")  # nothing was migrated yet
+
+            proxy.up()
+            head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+            wait_for(
+                lambda: (
+                    sa.inspect(engine).has_table("alembic_version")
+                    and current_revision(engine) == head
+                ),
+                timeout=60,
+                what="the schema to reach head",
+            )
+            if command != "scheduler":
+                wait_for(
+                    lambda: (r := _health(base)) is not None and r.status_code == 200,
+                    timeout=30,
+                    what="/health to recover",
+                )
+            if command != "api":
+                final = "SELECT count(*) FROM etl_run WHERE status = 'success'"
+                wait_for(
+                    lambda: scalar(engine, final) == len(settings_for(url, tmp_path).sources),
+                    timeout=60,
+                    what="the first pass to complete",
+                )
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+            reader.join(timeout=10)
+            proc.stdout.close()  # type: ignore[union-attr]
+        output = "".join(lines)
+        report = verify(engine)
+        engine.dispose()
+
+    assert proc.returncode == 0, output
+    assert "database unreachable at start" in output, output
+    assert "Traceback" not in output
+    assert report.ok, report.problems
+
+
+def test_health_says_when_the_database_answers_but_its_schema_is_not_there(
+    tmp_path: Path,
+) -> None:
+    settings = settings_for(f"sqlite:///{tmp_path / 'empty.db'}", tmp_path)
+    with TestClient(create_app(settings)) as client:
+        response = client.get("/health")
+
+    assert response.status_code == 503
+    assert response.json()["reasons"] == ["database schema not ready"]
+    assert response.json()["database"]["reachable"] is True

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from kasparro.config import Settings
 from kasparro.pipeline.breaker import CircuitBreaker
 from kasparro.pipeline.runner import run_pass
+from kasparro.pipeline.verify import verify
 from tests.fakes import FakeUpstream, Fault, advance, coins
 from tests.fakes.faults import FLAP_FAULTS
 from tests.reliability.helpers import duplicates, history_counts, loaded_totals, rows
@@ -27,6 +28,10 @@ FAULTS = (
     Fault.close(),
 )
 WINDOW = 5  # the world moves every WINDOW passes; the last pass of a window is calm
+# passes of each window in which CoinGecko's first request fails every attempt, so two runs in
+# a row fail and its breaker (threshold 2) must open, then close again by the calm pass
+FORCED = (1, 2)
+THRESHOLD = 2
 
 
 @pytest.mark.parametrize(
@@ -51,9 +56,13 @@ def test_flapping_upstream_loads_every_record_exactly_once_within_retry_budget(
             coingecko_per_page=10,
             http_timeout=0.3,
             retry_attempts=3,
-            breaker_failure_threshold=2,
-            breaker_cooldown=0.0,
+            breaker_failure_threshold=THRESHOLD,
+            breaker_cooldown=0.0,  # an open breaker lets the next pass probe
         )
+        breaker = CircuitBreaker(engine, threshold=THRESHOLD, cooldown=0.0)
+        failed_in_a_row = dict.fromkeys(API, 0)
+        opened = dict.fromkeys(API, 0)
+        closed_after_open = dict.fromkeys(API, 0)
         for number in range(passes):
             if number and number % WINDOW == 0:
                 world = advance(world, minutes=5, seed=number)
@@ -65,8 +74,24 @@ def test_flapping_upstream_loads_every_record_exactly_once_within_retry_budget(
                 served[name] |= {(str(r["id"]), str(r["last_updated"])) for r in served_rows}
             calm = number % WINDOW == WINDOW - 1 or number == passes - 1
             upstream.flap(0.0 if calm else 0.3, seed=number, faults=FAULTS)
+            if number % WINDOW in FORCED:
+                upstream.inject("coingecko", *[Fault.http(500)] * settings.retry_attempts)
             results = run_pass(settings, engine)
             statuses += [r.status for r in results]
+            states = breaker.states()
+            for result in results:
+                state = states.get(result.source, {}).get("state", "closed")
+                if result.status == "failed":
+                    failed_in_a_row[result.source] += 1
+                    expected_state = (
+                        "open" if failed_in_a_row[result.source] >= THRESHOLD else "closed"
+                    )
+                    opened[result.source] += failed_in_a_row[result.source] == THRESHOLD
+                else:  # success or partial closes it (no run is skipped: the cool-down is 0)
+                    closed_after_open[result.source] += failed_in_a_row[result.source] >= THRESHOLD
+                    failed_in_a_row[result.source] = 0
+                    expected_state = "closed"
+                assert state == expected_state, (number, result.source, result.status, state)
             if calm:
                 assert {r.source: r.status for r in results} == dict.fromkeys(API, "success"), (
                     results
@@ -87,7 +112,14 @@ def test_flapping_upstream_loads_every_record_exactly_once_within_retry_budget(
         assert retries <= (attempts - 1) * (requests - retries), (source, requests, retries)
     sent = dict(rows(engine, "SELECT source, sum(requests) FROM etl_run GROUP BY source"))
     assert {s: int(n) for s, n in sent.items()} == requests_served  # every attempt accounted for
-    print(f"\nflapping: {passes} passes, {faults_served} faults served, records {expected}")
+    assert opened["coingecko"] >= passes // WINDOW  # each window's forced failures opened it
+    assert closed_after_open == opened  # and every opening was closed again by a later run
+    report = verify(engine)
+    assert report.ok, report.problems
+    print(
+        f"\nflapping: {passes} passes, {faults_served} faults served, records {expected}, "
+        f"breaker opened {opened} and closed again {closed_after_open}"
+    )
 
 
 def test_circuit_breaker_opens_after_threshold_and_closes_after_cooldown(

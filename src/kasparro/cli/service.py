@@ -15,12 +15,15 @@ import typer
 
 from kasparro.cli.common import boot, fail, open_database
 from kasparro.config import Settings
+from kasparro.db.gate import SchemaGate
 from kasparro.observability.logging import configure_logging_for, get_logger
 from kasparro.observability.metrics import MULTIPROCESS_ENV
 
 if TYPE_CHECKING:
     import uvicorn
     from fastapi import FastAPI
+
+    from kasparro.pipeline.scheduler import Scheduler
 
 log = get_logger(__name__)
 APP_FACTORY = "kasparro.api.app:create_app_from_env"
@@ -81,13 +84,15 @@ def serve(host: HostOption = None, port: PortOption = None) -> None:
     from kasparro.pipeline.scheduler import Scheduler, install_signal_handlers
 
     settings = _boot_service()
-    engine = open_database(settings)
+    engine = open_database(settings, upgrade=False)
     stop = threading.Event()
+    gate = SchemaGate(engine, stop=stop)
+    gate.open()  # a database that is not there yet: /health says 503 until it is
     server = _server(create_app(settings), settings, host, port)
     # uvicorn handles SIGTERM/SIGINT while serving and re-raises them when it is done; these
     # handlers receive them then and stop the scheduler after its batch in flight
     install_signal_handlers(stop)
-    thread = Scheduler(settings, engine, stop=stop).start_in_thread()
+    thread = _start_scheduler(Scheduler(settings, engine, stop=stop), gate)
     try:
         server.run()
     finally:
@@ -110,7 +115,9 @@ def api(
     from kasparro.pipeline.scheduler import install_signal_handlers
 
     settings = _boot_service()
-    open_database(settings).dispose()  # bring the schema to head before serving
+    stop = threading.Event()
+    # the schema is brought to head before serving, or as soon as the database answers
+    SchemaGate(open_database(settings, upgrade=False), stop=stop, release=True).open()
     if workers > 1:
         import uvicorn
 
@@ -127,8 +134,11 @@ def api(
         return
     server = _server(create_app(settings), settings, host, port)
     # receives the signal uvicorn re-raises after its shutdown, so the process exits 0
-    install_signal_handlers(threading.Event(), action="API stopped")
-    server.run()
+    install_signal_handlers(stop, action="API stopped")
+    try:
+        server.run()
+    finally:
+        stop.set()
     if not server.started:
         fail("the API server could not start (is the port in use?)", 1)
 
@@ -138,13 +148,32 @@ def scheduler() -> None:
     from kasparro.pipeline.scheduler import Scheduler, install_signal_handlers
 
     settings = _boot_service()
-    engine = open_database(settings)
+    engine = open_database(settings, upgrade=False)
     stop = threading.Event()
     install_signal_handlers(stop)
+    gate = SchemaGate(engine, stop=stop)
+    gate.open()
     try:
-        Scheduler(settings, engine, stop=stop).run_forever()
+        if gate.wait():  # False: stopped before the database answered
+            Scheduler(settings, engine, stop=stop).run_forever()
     finally:
         engine.dispose()
+
+
+def _start_scheduler(scheduler: Scheduler, gate: SchemaGate) -> threading.Thread:
+    """The scheduler's loop on a thread of its own, from the moment the schema is at head."""
+
+    def loop() -> None:
+        if not gate.wait():
+            return
+        try:
+            scheduler.run_forever()
+        except Exception:
+            log.exception("scheduler loop crashed")
+
+    thread = threading.Thread(target=loop, name="kasparro-scheduler", daemon=True)
+    thread.start()
+    return thread
 
 
 def register(app: typer.Typer) -> None:

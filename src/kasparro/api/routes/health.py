@@ -81,11 +81,17 @@ def _source_health(
 @router.get(
     "/health",
     response_model=HealthPublic,
-    responses={503: {"model": HealthPublic, "description": "The database is unreachable."}},
+    responses={
+        503: {
+            "model": HealthPublic,
+            "description": "The database is unreachable, or its schema is not ready yet.",
+        }
+    },
     summary="Service health",
 )
 async def health(request: Request, services: ServicesDep) -> Response:
-    """`ok`, `degraded` with reasons (stale data, failing sources, open breakers), or 503 when the database is down."""
+    """`ok`, `degraded` with reasons (stale data, failing sources, open breakers), or 503 when the
+    database is down or its schema not ready yet."""
     return await anyio.to_thread.run_sync(
         _health, request_id_of(request.scope) or "", services, limiter=services.ops_threads
     )
@@ -95,6 +101,7 @@ def _health(request_id: str, services: ApiServices) -> Response:
     settings = services.settings
     now = datetime.now(UTC)
     limit = stale_after_seconds(settings)
+    latency: float | None = None
     try:
         started = time.perf_counter()
         with services.engine.connect() as conn:
@@ -102,10 +109,13 @@ def _health(request_id: str, services: ApiServices) -> Response:
             latency = round((time.perf_counter() - started) * 1000, 3)
             sources, reasons = _source_health(conn, settings, now, limit)
     except (DBAPIError, PoolTimeoutError):
+        # it answered but its tables could not be read: the schema is not there yet (a service
+        # that started before its database brings it to head the moment the database answers)
+        reachable = latency is not None
         down = HealthPublic(
             status="down",
-            reasons=["database unreachable"],
-            database=DatabaseHealth(reachable=False, latency_ms=None),
+            reasons=["database schema not ready" if reachable else "database unreachable"],
+            database=DatabaseHealth(reachable=reachable, latency_ms=latency),
             sources=[],
             stale_after_seconds=limit,
             checked_at=now,
