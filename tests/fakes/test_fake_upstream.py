@@ -270,3 +270,50 @@ def test_concurrent_requests_and_clean_restart() -> None:
     assert not [t for t in threading.enumerate() if t.name.startswith("fake-upstream")]
     with pytest.raises(RuntimeError):
         _ = upstream.coinpaprika_url
+
+
+def _wait_held(upstream: FakeUpstream, source: str, count: int) -> None:
+    for _ in range(500):
+        if upstream.held(source) == count:
+            return
+        threading.Event().wait(0.01)
+    pytest.fail(f"{upstream.held(source)} request(s) held, expected {count}")
+
+
+def test_hold_keeps_requests_waiting_until_released(upstream: FakeUpstream) -> None:
+    upstream.hold("coingecko", after=1)
+    url = f"{upstream.coingecko_url}/ping"
+    statuses: list[int] = []
+    with httpx.Client(timeout=5) as client:
+        assert client.get(url).status_code == 200  # the one let through
+        waiting = threading.Thread(target=lambda: statuses.append(client.get(url).status_code))
+        waiting.start()
+        _wait_held(upstream, "coingecko", 1)
+        assert client.get(f"{upstream.coinpaprika_url}/tickers").status_code == 200  # not held
+        waiting.join(timeout=0.3)
+        assert statuses == []  # still waiting at the gate
+        upstream.release("coingecko")
+        waiting.join(timeout=5)
+        assert statuses == [200]
+        assert upstream.held("coingecko") == 0
+        assert client.get(url).status_code == 200  # released for good
+
+
+def test_stop_releases_held_requests() -> None:
+    answers: list[object] = []
+    with FakeUpstream(coins(3)) as upstream:
+        upstream.hold("coinpaprika")
+        url = f"{upstream.coinpaprika_url}/tickers"
+
+        def fetch() -> None:
+            try:
+                answers.append(httpx.get(url, timeout=5).status_code)
+            except httpx.HTTPError as exc:
+                answers.append(type(exc))
+
+        waiting = threading.Thread(target=fetch)
+        waiting.start()
+        _wait_held(upstream, "coinpaprika", 1)
+    waiting.join(timeout=5)
+    assert not waiting.is_alive()
+    assert len(answers) == 1  # answered or cut off, never left hanging

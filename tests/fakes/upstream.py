@@ -96,6 +96,9 @@ class FakeUpstream:
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
         self._server: LocalServer | None = None
+        # per source: answers still let through before the gate, and the gate
+        self._holds: dict[str, tuple[int, threading.Event]] = {}
+        self._held: Counter[str] = Counter()
 
     # --- data and behaviour knobs ----------------------------------------------------------
     def set_coins(self, coins: list[data.WorldCoin], *, free_plan: bool = False) -> None:
@@ -128,6 +131,26 @@ class FakeUpstream:
                 SlidingWindow(gecko_per_minute, 60.0) if gecko_per_minute else None
             )
 
+    def hold(self, source: str, *, after: int = 0) -> None:
+        """Answer the next ``after`` requests to ``source``, then keep every later one waiting
+        (received, no response) until ``release`` or ``stop``: a run provably in flight."""
+        if source not in SOURCES:
+            raise ValueError(f"unknown source {source!r}")
+        with self._lock:
+            self._holds[source] = (after, threading.Event())
+
+    def release(self, source: str) -> None:
+        """Answer the requests ``hold`` kept waiting, and every later one, normally."""
+        with self._lock:
+            hold = self._holds.pop(source, None)
+        if hold is not None:
+            hold[1].set()
+
+    def held(self, source: str) -> int:
+        """How many requests to ``source`` are waiting at the gate now."""
+        with self._lock:
+            return self._held[source]
+
     def requests(self, source: str | None = None, route: str | None = None) -> list[RequestRecord]:
         """Logged requests, optionally only one source's or one route's."""
         with self._lock:
@@ -154,6 +177,10 @@ class FakeUpstream:
         return self
 
     def stop(self) -> None:
+        with self._lock:
+            held = list(self._holds)
+        for source in held:
+            self.release(source)
         server, self._server = self._server, None
         if server is not None:
             server.stop()
@@ -190,7 +217,12 @@ class FakeUpstream:
             elif fault is None and self._flap and self._rng.random() < self._flap[0]:
                 fault = self._rng.choice(self._flap[1])
             delay = self._rng.uniform(*self.latency) if self.latency else 0.0
+            gate = self._gate(source)
         stopping = handler.server.stopping
+        if gate is not None:
+            gate.wait()
+            with self._lock:
+                self._held[source] -= 1
         if delay:
             stopping.wait(delay)
         if fault is not None and fault.kind == "timeout":
@@ -203,6 +235,18 @@ class FakeUpstream:
         if record.status == 429:
             with self._lock:
                 self.served_429[source] += 1
+
+    def _gate(self, source: str) -> threading.Event | None:
+        """The gate this request waits at, counted as held (the caller holds the lock)."""
+        hold = self._holds.get(source)
+        if hold is None:
+            return None
+        after, gate = hold
+        if after > 0:
+            self._holds[source] = (after - 1, gate)
+            return None
+        self._held[source] += 1
+        return gate
 
     def _answer(self, handler: Handler, record: RequestRecord, fault: Fault | None) -> int | None:
         kind = "normal" if fault is None else fault.kind

@@ -121,6 +121,8 @@ def test_every_line_of_a_run_names_its_run_and_source(
     # the lines most likely to lose their context: retries, drift, failures, the breaker
     for expected in ("retrying", "schema drift", "source failed", "breaker of coingecko is open"):
         assert expected in said, expected
+    [opened] = [e for e in entries if "circuit breaker of coingecko is open" in e["message"]]
+    assert (opened["source"], opened["run_id"]) == ("coingecko", results["coingecko"].run_id)
     if fmt == "json":
         for index in ends:
             assert entries[index].keys() >= SPEC_KEYS, entries[index]

@@ -52,6 +52,9 @@ def server(
     settings = make_settings()
     port = _free_port()
     with FakeUpstream(WORLD, latency=(0.05, 0.1)) as upstream:
+        # CoinGecko's first answer waits until the test releases it: the first pass stays in
+        # flight for as long as the test needs (see the test's release)
+        upstream.hold("coingecko")
         env = {k: v for k, v in os.environ.items() if not k.startswith("KASPARRO_")}
         env.update(
             KASPARRO_DATABASE_URL=settings.database_url,
@@ -85,8 +88,24 @@ def test_serve_runs_the_first_pass_and_serves_every_endpoint(
     base, proc, upstream = server
     with httpx.Client(base_url=base, timeout=5) as client:
         _wait_until(lambda: client.get("/health/live").status_code == 200, 30, "the API", proc)
+
+        def gecko_status() -> str | None:
+            runs = client.get("/runs", params={"source": "coingecko"}).json()["data"]
+            return runs[0]["status"] if runs else None
+
+        _wait_until(
+            lambda: upstream.held("coingecko") == 1 and gecko_status() == "running",
+            30,
+            "the first pass's CoinGecko run in flight",
+            proc,
+        )
         health_during = client.get("/health")
-        assert health_during.status_code == 200  # answers while the first pass is still going
+        # the first run does not delay the API: /health answers while that run is still going
+        assert health_during.status_code == 200, health_during.text[:300]
+        during = {s["source"]: s for s in health_during.json()["sources"]}
+        assert during["coingecko"]["last_run_status"] == "running"
+        assert gecko_status() == "running"  # and it still is (its request is held)
+        upstream.release("coingecko")
 
         def pass_done() -> bool:
             runs = client.get("/runs").json()["data"]

@@ -22,7 +22,14 @@ from kasparro.observability.logging import get_logger, log_context
 from kasparro.pipeline.breaker import CircuitBreaker
 from kasparro.pipeline.locks import source_lock
 
-__all__ = ["RunResult", "mark_stale_runs_interrupted", "replay_sources", "run_pass", "run_source"]
+__all__ = [
+    "NOT_STARTED",
+    "RunResult",
+    "mark_stale_runs_interrupted",
+    "replay_sources",
+    "run_pass",
+    "run_source",
+]
 
 log = get_logger(__name__)
 Progress = Callable[[str, RunCounts], None]
@@ -57,6 +64,22 @@ def _patient_lock(engine: Engine, source: str, stop: threading.Event | None) -> 
         (stop or threading.Event()).wait(0.2)
 
 
+#: The error of a source a stop reached before its run started.
+NOT_STARTED = "shutting down: not started"
+
+
+def _stopping(stop: threading.Event | None) -> bool:
+    return stop is not None and stop.is_set()
+
+
+def _not_started(source: str) -> RunResult:
+    # no etl_run row: an "interrupted" row for a run that never began would count as a scheduled
+    # run of this pass (``_already_ran`` would then skip it on the replica that takes over) and
+    # would read as a run cut short when nothing was fetched or written
+    log.info("shutdown requested; source not started")
+    return RunResult(None, source, "skipped", error=NOT_STARTED)
+
+
 def run_source(
     settings: Settings,
     engine: Engine,
@@ -69,13 +92,22 @@ def run_source(
     breaker: CircuitBreaker | None = None,
     **source_kwargs: Any,
 ) -> RunResult:
-    """Run one source under its lock and circuit breaker; never raises for a source failure."""
+    """Run one source under its lock and circuit breaker; never raises for a source failure.
+
+    Once ``stop`` is set no run starts: the source is reported ``skipped`` (error
+    ``NOT_STARTED``) and gets no ``etl_run`` row, as it never fetched or wrote anything.
+    """
     with log_context(source=source):
         try:
+            if _stopping(stop):
+                return _not_started(source)
             if breaker is not None and not breaker.allow(source, utcnow()):
                 log.warning("circuit open; source skipped until its cool-down ends")
                 return RunResult(None, source, "skipped", error="circuit breaker open")
             with _patient_lock(engine, source, stop) as acquired:
+                # checked again under the lock: a stop may come while waiting for it
+                if _stopping(stop):
+                    return _not_started(source)
                 if not acquired:
                     log.info("source already running elsewhere; skipped")
                     return RunResult(
@@ -92,7 +124,10 @@ def run_source(
                 result = ingestion.run(trigger=trigger)
             if breaker is not None and result.status != "interrupted":
                 breaker.record(
-                    source, success=result.status in ("success", "partial"), now=utcnow()
+                    source,
+                    success=result.status in ("success", "partial"),
+                    now=utcnow(),
+                    run_id=result.run_id,  # the line saying it opened names the run that did it
                 )
             return result
         except SQLAlchemyError as exc:
