@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -217,6 +218,14 @@ class Settings(BaseSettings):
         return {
             "Authorization": f"Bearer {key}" if self.coinpaprika_auth_scheme == "bearer" else key
         }
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """``repr()`` and ``str()`` show database URLs with their passwords masked (the other
+        secrets are ``SecretStr`` and mask themselves)."""
+        for name, value in super().__repr_args__():
+            if name in ("database_url", "database_read_url") and isinstance(value, str):
+                value = mask_url(value)
+            yield name, value
 
     def secret_values(self) -> list[str]:
         """Every secret's plain value, for scrubbing logs and checking responses."""

@@ -114,7 +114,14 @@ def test_trigger_accepted_starts_one_background_pass(
 
 
 @pytest.mark.parametrize(
-    "body", [{"sources": ["coingecko"]}, {"sources": ["binance"]}, {"sources": "csv"}]
+    "body",
+    [
+        {"sources": ["coingecko"]},
+        {"sources": ["binance"]},
+        {"sources": "csv"},
+        {"source": ["csv"]},  # misspelt: must not start a pass of every source
+        {"sources": ["csv"], "extra": 1},
+    ],
 )
 def test_trigger_rejects_sources_not_enabled(
     make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch, body: Any

@@ -11,9 +11,9 @@ import sqlalchemy as sa
 from sqlalchemy import Engine
 
 from kasparro.api.ratelimit import TokenBuckets
-from kasparro.api.scrub import Scrubber
 from kasparro.db.models import EtlRun, SchemaDrift
 from kasparro.observability.metrics import method_label
+from kasparro.scrub import Scrubber
 from tests.api.conftest import ClientFactory, Seeded, TestClient
 from tests.api.test_admin import ADMIN_KEY, FakeRunPass, _install
 

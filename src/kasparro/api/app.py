@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from sqlalchemy import Engine
 from starlette.middleware.cors import CORSMiddleware
 
@@ -23,11 +24,11 @@ from kasparro.api.middleware import (
 )
 from kasparro.api.responses import JsonResponse
 from kasparro.api.routes import assets, data, drift, health, metrics, root, runs, stats
-from kasparro.api.scrub import Scrubber
 from kasparro.api.trigger import RunTrigger
 from kasparro.config import Settings
 from kasparro.db.engine import make_engine
 from kasparro.observability.metrics import ApiMetrics
+from kasparro.scrub import Scrubber
 
 CACHED_PREFIXES = ("/data", "/stats", "/runs", "/assets", "/drift")
 DESCRIPTION = """Read API over Kasparro's unified crypto market data and its ETL bookkeeping.
@@ -47,6 +48,10 @@ def limit_handler_threads(threads: int) -> None:
     59 → 92 on PostgreSQL (docs/benchmarks.md). Waiting requests queue in the event loop.
     """
     anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+
+
+def operation_id(route: APIRoute) -> str:
+    return route.name
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
@@ -88,6 +93,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         default_response_class=JsonResponse,
+        # operation ids are the handlers' names, which the OpenAPI links refer to (api/links.py)
+        generate_unique_id_function=operation_id,
     )
     app.state.services = services
     install_exception_handlers(app)

@@ -10,10 +10,10 @@ from fastapi import Depends, Query, Request
 from sqlalchemy import Engine
 
 from kasparro.api.cache import DataVersionTracker, ResponseCache, TotalsCache
-from kasparro.api.scrub import Scrubber
 from kasparro.api.trigger import RunTrigger
 from kasparro.config import Settings
 from kasparro.observability.metrics import ApiMetrics
+from kasparro.scrub import Scrubber
 
 
 @dataclass

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from kasparro.scrub import Scrubber
+
 if TYPE_CHECKING:
     from kasparro.config import Settings
 
@@ -23,7 +25,6 @@ _context: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar
     "kasparro_log_context", default=None
 )
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
-_MASK = "***"
 
 
 @contextlib.contextmanager
@@ -40,21 +41,10 @@ def current_context() -> dict[str, Any]:
     return dict(_context.get() or {})
 
 
-class _Scrubber:
-    def __init__(self, secrets: Iterable[str]) -> None:
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, _MASK)
-        return text
-
-
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: timestamp, level, message, logger, context and extras."""
 
-    def __init__(self, scrub: _Scrubber) -> None:
+    def __init__(self, scrub: Scrubber) -> None:
         super().__init__()
         self.scrub = scrub
 
@@ -79,7 +69,7 @@ class JsonFormatter(logging.Formatter):
 class ConsoleFormatter(logging.Formatter):
     """A readable single line for local development."""
 
-    def __init__(self, scrub: _Scrubber) -> None:
+    def __init__(self, scrub: Scrubber) -> None:
         super().__init__()
         self.scrub = scrub
 
@@ -104,7 +94,7 @@ def configure_logging(
     *, fmt: str = "json", level: str = "INFO", secrets: Iterable[str] = (), stream: Any = None
 ) -> None:
     """Install one stdout handler on the root logger; call once, at the entry point."""
-    scrub = _Scrubber(secrets)
+    scrub = Scrubber(secrets, min_length=4)
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter(scrub) if fmt == "json" else ConsoleFormatter(scrub))
     root = logging.getLogger()

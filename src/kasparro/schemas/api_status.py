@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from kasparro.schemas.api import TS_EXAMPLE, HealthStatus, Meta, Pagination, PublicModel, SourceName
 
@@ -222,7 +222,10 @@ class HealthPublic(PublicModel):
 
 
 class RunTriggerRequest(BaseModel):
-    """Which sources a triggered pass runs."""
+    """Which sources a triggered pass runs. Unknown keys are rejected: a misspelt ``sources``
+    must not start a pass of every source."""
+
+    model_config = ConfigDict(extra="forbid")
 
     sources: list[SourceName] | None = Field(
         None,

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from kasparro.api.deps import EngineDep, PageDep, SettingsDep, TotalsDep
 from kasparro.api.errors import ERROR_RESPONSES, ApiError
 from kasparro.api.history import INTERVAL_SECONDS, aligned_window, buckets, utc
+from kasparro.api.links import ASSET_LINKS, ASSETS_LINKS, HISTORY_LINKS, with_links
 from kasparro.api.pagination import decode_cursor, pagination
 from kasparro.api.responses import read_snapshot, render, totals_key
 from kasparro.api.routes.health import stale_after_seconds
@@ -44,7 +45,12 @@ def _load_asset(conn: Any, asset_id: int) -> AssetPublic:
     return AssetPublic.model_validate({**row, "sources": sources})
 
 
-@router.get("/assets", response_model=AssetsPublic, summary="Canonical assets")
+@router.get(
+    "/assets",
+    response_model=AssetsPublic,
+    responses=with_links(200, ASSETS_LINKS),
+    summary="Canonical assets",
+)
 def list_assets(
     request: Request,
     engine: EngineDep,
@@ -118,7 +124,7 @@ def _consensus_inputs(
 @router.get(
     "/assets/{asset_id}",
     response_model=AssetDetailPublic,
-    responses=_NOT_FOUND,
+    responses={**_NOT_FOUND, **with_links(200, ASSET_LINKS)},
     summary="One asset across sources",
 )
 def get_asset(
@@ -155,7 +161,7 @@ def get_asset(
 @router.get(
     "/assets/{asset_id}/history",
     response_model=HistoryPublic,
-    responses=_NOT_FOUND,
+    responses={**_NOT_FOUND, **with_links(200, HISTORY_LINKS)},
     summary="Price history",
 )
 def get_history(

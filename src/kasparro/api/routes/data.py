@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from kasparro.api.deps import EngineDep, PageDep, TotalsDep
 from kasparro.api.errors import ERROR_RESPONSES
+from kasparro.api.links import DATA_LINKS, with_links
 from kasparro.api.pagination import ValueKind, decode_cursor, pagination
 from kasparro.api.responses import read_snapshot, render, totals_key
 from kasparro.api.routes.params import MAX_ID, PRINTABLE, SourceFilter, SymbolFilter
@@ -50,7 +51,12 @@ SORT_KINDS: dict[str, ValueKind] = {
 }
 
 
-@router.get("/data", response_model=DataPublic, summary="Unified market records")
+@router.get(
+    "/data",
+    response_model=DataPublic,
+    responses=with_links(200, DATA_LINKS),
+    summary="Unified market records",
+)
 def list_data(
     request: Request,
     engine: EngineDep,

@@ -7,6 +7,7 @@ from starlette.responses import Response
 
 from kasparro.api.deps import EngineDep, PageDep, ScrubDep, TotalsDep
 from kasparro.api.errors import ERROR_RESPONSES
+from kasparro.api.links import DRIFT_LINKS, with_links
 from kasparro.api.pagination import decode_cursor, pagination
 from kasparro.api.responses import read_snapshot, render, totals_key
 from kasparro.api.routes.params import RunIdFilter, SourceFilter
@@ -18,7 +19,12 @@ from kasparro.schemas.api_status import DriftListPublic
 router = APIRouter(tags=["runs"], responses=ERROR_RESPONSES)
 
 
-@router.get("/drift", response_model=DriftListPublic, summary="Schema drift events")
+@router.get(
+    "/drift",
+    response_model=DriftListPublic,
+    responses=with_links(200, DRIFT_LINKS),
+    summary="Schema drift events",
+)
 def list_drift(
     request: Request,
     engine: EngineDep,

@@ -11,10 +11,16 @@ from starlette.responses import Response
 from kasparro.api.context import request_id_of
 from kasparro.api.deps import EngineDep, PageDep, ScrubDep, ServicesDep, TotalsDep
 from kasparro.api.errors import ERROR_RESPONSES, ApiError
+from kasparro.api.links import (
+    COMPARE_LINKS,
+    RUN_LINKS,
+    RUNS_LINKS,
+    TRIGGER_LINKS,
+    with_links,
+)
 from kasparro.api.pagination import decode_cursor, pagination
 from kasparro.api.responses import JsonResponse, read_snapshot, render, totals_key
 from kasparro.api.routes.params import MAX_ID, SourceFilter, StatusFilter
-from kasparro.api.scrub import Scrubber
 from kasparro.db import status_queries as queries
 from kasparro.schemas.api import META_PENDING, ErrorPublic
 from kasparro.schemas.api_status import (
@@ -29,6 +35,7 @@ from kasparro.schemas.api_status import (
     RunTriggerPublic,
     RunTriggerRequest,
 )
+from kasparro.scrub import Scrubber
 
 router = APIRouter(tags=["runs"], responses=ERROR_RESPONSES)
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -59,7 +66,12 @@ def _load_run(conn: Any, run_id: int) -> queries.Row:
     return row
 
 
-@router.get("/runs", response_model=RunsPublic, summary="ETL run history")
+@router.get(
+    "/runs",
+    response_model=RunsPublic,
+    responses=with_links(200, RUNS_LINKS),
+    summary="ETL run history",
+)
 def list_runs(
     request: Request,
     engine: EngineDep,
@@ -94,7 +106,7 @@ def list_runs(
 @router.get(
     "/runs/compare",
     response_model=RunComparePublic,
-    responses=_NOT_FOUND,
+    responses={**_NOT_FOUND, **with_links(200, COMPARE_LINKS)},
     summary="Compare two runs",
 )
 def compare_runs(
@@ -182,7 +194,10 @@ def compare_runs(
 
 
 @router.get(
-    "/runs/{run_id}", response_model=RunDetailPublic, responses=_NOT_FOUND, summary="One run"
+    "/runs/{run_id}",
+    response_model=RunDetailPublic,
+    responses={**_NOT_FOUND, **with_links(200, RUN_LINKS)},
+    summary="One run",
 )
 def get_run(request: Request, engine: EngineDep, scrub: ScrubDep, run_id: RunId) -> Response:
     """One run with the drift events it detected and how many of its records were quarantined."""
@@ -200,6 +215,7 @@ def get_run(request: Request, engine: EngineDep, scrub: ScrubDep, run_id: RunId)
 _TRIGGER_ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorPublic, "description": text}
     for status, text in (
+        (400, "The body could not be read as JSON (for example, it is not UTF-8)."),
         (401, "X-API-Key missing."),
         (403, "X-API-Key wrong."),
         (404, "Disabled: no admin key configured."),
@@ -213,7 +229,7 @@ _TRIGGER_ERRORS: dict[int | str, dict[str, Any]] = {
     "/runs",
     status_code=202,
     response_model=RunTriggerPublic,
-    responses=_TRIGGER_ERRORS,
+    responses={**_TRIGGER_ERRORS, **with_links(202, TRIGGER_LINKS)},
     summary="Start an ETL pass",
 )
 def trigger_run(
