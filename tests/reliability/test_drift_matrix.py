@@ -1,5 +1,6 @@
-"""Schema drift one change at a time and all together, over several pages and passes: the run goes
-on, each change is recorded once per run, and unusable records are quarantined."""
+"""Schema drift one change at a time and all together, over several pages and passes (API sources)
+or thousands of rows under a drifted CSV header: the run goes on, each change is recorded once per
+run, unusable records are quarantined, the counts reconcile and ``kasparro db verify`` passes."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from sqlalchemy import Engine
 from kasparro.config import Settings
 from kasparro.pipeline.runner import run_pass
 from tests.fakes import FakeUpstream, Fault, advance, coins, drop_field, rename_field, set_field
+from tests.fakes.data import UNIFIED_HEADER
 from tests.fakes.faults import Row, RowMutator
-from tests.reliability.helpers import duplicates, rows
+from tests.reliability.csvgen import append_rows, reconcile
+from tests.reliability.helpers import duplicates, rows, scalar
 
 WORLD = coins(30)
 PAGES = 3  # CoinGecko: 30 coins, 10 per page; every page carries the same drift
@@ -119,7 +122,8 @@ def test_drift_is_recorded_once_per_change_per_run(
         mine = results[source]
         assert mine.status == ("partial" if quarantined else "success"), mine
         assert (mine.loaded + mine.unchanged, mine.quarantined) == (loaded, quarantined)
-        assert mine.fetched == mine.loaded + mine.unchanged + mine.quarantined
+        reconcile(engine, mine, served=len(WORLD))
+        reconcile(engine, results[other], served=len(WORLD))
         recorded = rows(
             engine,
             "SELECT field, kind, count(*) FROM schema_drift WHERE run_id = :r GROUP BY field, kind",
@@ -138,4 +142,74 @@ def test_drift_is_recorded_once_per_change_per_run(
         assert rows(
             engine, "SELECT count(*) FROM schema_drift WHERE run_id = :r", r=results[other].run_id
         ) == [(0,)]
+    assert duplicates(engine) == {}
+
+
+def _without(column: str) -> list[str]:
+    return [c for c in UNIFIED_HEADER if c != column]
+
+
+def _renamed(column: str, to: str) -> list[str]:
+    return [to if c == column else c for c in UNIFIED_HEADER]
+
+
+CSV_ROWS = 3000  # per pass, in three batches of the default 1000
+# (header, renamed columns' sources, rows load, drift recorded, quarantine reason)
+CSV_CASES = [
+    (_without("price_usd"), {}, False, {("price_usd", "missing")}, "price_usd: Field required"),
+    (_without("symbol"), {}, False, {("symbol", "missing")}, "symbol: Field required"),
+    ([*UNIFIED_HEADER, "exchange"], {}, True, {("exchange", "new")}, None),
+    (
+        _renamed("price_usd", "cost"),
+        {"cost": "price_usd"},
+        False,
+        {("price_usd", "missing"), ("cost", "new")},
+        "price_usd: Field required",
+    ),
+    (_renamed("price_usd", "Price"), {"Price": "price_usd"}, True, set(), None),  # an alias
+]
+CSV_IDS = ["csv-missing-price", "csv-missing-symbol", "csv-extra", "csv-renamed", "csv-alias"]
+
+
+@pytest.mark.parametrize(("header", "renamed", "load", "drift", "reason"), CSV_CASES, ids=CSV_IDS)
+def test_csv_header_drift_is_recorded_once_per_change_per_run(
+    make_settings: Callable[..., Settings],
+    engine: Engine,
+    tmp_path: Path,
+    header: list[str],
+    renamed: dict[str, str],
+    load: bool,
+    drift: set[tuple[str, str]],
+    reason: str | None,
+) -> None:
+    path = tmp_path / "drifted.csv"
+    settings = make_settings(csv_path=path)
+    next_row = 0
+    for _ in range(2):  # the file grows under the same header: the drift is recorded in each run
+        next_row = append_rows(path, WORLD, next_row, CSV_ROWS, header=header, renamed=renamed)
+        (result,) = run_pass(settings, engine, sources=["csv"])
+
+        reconcile(engine, result, served=CSV_ROWS)
+        expected = (CSV_ROWS, 0) if load else (0, CSV_ROWS)
+        assert (result.loaded, result.quarantined) == expected, result
+        recorded = rows(
+            engine,
+            "SELECT field, kind, count(*) FROM schema_drift WHERE run_id = :r GROUP BY field, kind",
+            r=result.run_id,
+        )
+        assert {(f, k) for f, k, _ in recorded} == drift
+        assert all(n == 1 for _, _, n in recorded), recorded  # once per run, not per row or batch
+        assert result.drift_events == len(drift)
+        if reason is not None:
+            reasons = rows(
+                engine,
+                "SELECT DISTINCT reason FROM quarantine WHERE run_id = :r",
+                r=result.run_id,
+            )
+            assert [r for (r,) in reasons] == [reason]
+    stored = (
+        scalar(engine, "SELECT count(*) FROM price_history"),
+        scalar(engine, "SELECT count(*) FROM quarantine"),
+    )
+    assert stored == ((2 * CSV_ROWS, 0) if load else (0, 2 * CSV_ROWS))
     assert duplicates(engine) == {}

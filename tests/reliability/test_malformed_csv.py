@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import os
 import random
+import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,11 +17,12 @@ import pytest
 from sqlalchemy import Engine
 
 from kasparro.config import Settings
+from kasparro.ingestion.csv_source import SETTLE_SECONDS
 from kasparro.pipeline.runner import run_pass
 from tests.fakes import coins
 from tests.fakes.data import UNIFIED_HEADER
-from tests.reliability.csvgen import csv_row
-from tests.reliability.helpers import duplicates, rows
+from tests.reliability.csvgen import csv_row, reconcile
+from tests.reliability.helpers import duplicates, rows, scalar
 
 WORLD = coins(10)
 HEADER = (",".join(UNIFIED_HEADER) + "\n").encode()
@@ -78,9 +83,10 @@ def _shift(content: bytes, by: int) -> bytes:
     return b"\n".join(out)
 
 
-def _run(settings: Settings, engine: Engine) -> tuple[str, int, int, list[str]]:
+def _run(settings: Settings, engine: Engine, *, served: int) -> tuple[str, int, int, list[str]]:
+    """One CSV run over ``served`` rows, reconciled; its status, loaded, quarantined, reasons."""
     (result,) = run_pass(settings, engine, sources=["csv"])
-    assert result.fetched == result.loaded + result.unchanged + result.quarantined
+    reconcile(engine, result, served=served)
     reasons = [
         r
         for (r,) in rows(engine, "SELECT reason FROM quarantine WHERE run_id = :r", r=result.run_id)
@@ -102,7 +108,7 @@ def test_malformed_files_quarantine_bad_rows_and_load_good_ones(
         settings = make_settings(csv_path=path, batch_size=7)
         with engine.begin() as conn:  # every file is a fresh source state
             conn.exec_driver_sql("DELETE FROM etl_checkpoint")
-        status, loaded, quarantined, reasons = _run(settings, engine)
+        status, loaded, quarantined, reasons = _run(settings, engine, served=good_rows + bad_rows)
         assert (status, loaded, quarantined) == ("partial", good_rows, bad_rows), name
         assert len(reasons) == bad_rows, name
         assert all(reasons), name
@@ -110,38 +116,62 @@ def test_malformed_files_quarantine_bad_rows_and_load_good_ones(
     assert duplicates(engine) == {}
 
 
+UTF16 = (HEADER + good(0, 12)).decode().encode("utf-16")
+NUL_ROW = b"BTC,Bit\x00coin,1,1,1,,,,0.1,1,2024-02-01T00:00:00Z\n"
+UNREADABLE = "symbol: Field required; name: Field required; price_usd: Field required"
+
+
 @pytest.mark.parametrize(
-    ("name", "content", "good_rows"),
+    ("content", "loaded", "reasons", "drift"),
     [
-        ("utf-16", (HEADER + good(0, 12)).decode().encode("utf-16"), 0),
-        (
-            "nul-byte",
-            HEADER
-            + good(0, 5)
-            + b"BTC,Bit\x00coin,1,1,1,,,,0.1,1,2024-02-01T00:00:00Z\n"
-            + good(5, 5),
+        pytest.param(
+            HEADER + good(0, 5) + NUL_ROW + good(5, 5),
             10,
+            {"contains NUL characters, which the database cannot store": 1},
+            set(),
+            id="nul-byte",
+        ),
+        # UTF-16 reads as UTF-8 with a NUL after every character: no header name is known, every
+        # row lacks the required columns, and the lone NUL after the last newline is a row too
+        pytest.param(
+            UTF16,
+            0,
+            {UNREADABLE: 12, "expected 11 fields, got 1": 1},
+            {("symbol", "missing"), ("name", "missing"), ("price_usd", "missing")},
+            id="utf-16",
         ),
     ],
 )
-def test_nul_bytes_are_quarantined_without_failing_the_run(
+def test_nul_bytes_and_utf16_are_quarantined_without_failing_the_run(
     make_settings: Callable[..., Settings],
     engine: Engine,
     tmp_path: Path,
-    name: str,
     content: bytes,
-    good_rows: int,
+    loaded: int,
+    reasons: dict[str, int],
+    drift: set[tuple[str, str]],
 ) -> None:
-    path = tmp_path / f"{name}.csv"
+    path = tmp_path / "file.csv"
     path.write_bytes(content)
-    status, loaded, quarantined, reasons = _run(make_settings(csv_path=path), engine)
-    assert status in ("success", "partial")
-    assert loaded >= good_rows
-    assert (
-        loaded + quarantined >= good_rows + 1
-    )  # the NUL line is stored or quarantined, never lost
-    assert len(reasons) == quarantined
-    assert all(reasons)
+    _settled(path)
+    served = loaded + sum(reasons.values())
+    status, got_loaded, _, got_reasons = _run(make_settings(csv_path=path), engine, served=served)
+
+    assert (status, got_loaded) == ("partial", loaded)
+    assert Counter(got_reasons) == reasons
+    missing = rows(engine, "SELECT field, kind FROM schema_drift WHERE kind = 'missing'")
+    assert {(f, k) for f, k in missing} == drift
+
+
+def _settled(path: Path) -> None:
+    """Date the file's last change further back than SETTLE_SECONDS: no writer is appending."""
+    past = time.time() - 10 * SETTLE_SECONDS
+    os.utime(path, (past, past))
+
+
+def _offset(engine: Engine) -> int:
+    state = scalar(engine, "SELECT state FROM etl_checkpoint WHERE source = 'csv'")
+    return int((json.loads(state) if isinstance(state, str) else state)["offset"])
 
 
 def test_line_cut_in_the_middle_loads_once_the_writer_finishes_it(
@@ -151,13 +181,73 @@ def test_line_cut_in_the_middle_loads_once_the_writer_finishes_it(
     complete = good(10, 1)
     path.write_bytes(HEADER + good(0, 10) + complete[:25])
     settings = make_settings(csv_path=path)
-    first = _run(settings, engine)
+    first = _run(settings, engine, served=10)  # the cut line was written just now: held back
+    assert _offset(engine) == len(HEADER + good(0, 10))
     with path.open("ab") as handle:
         handle.write(complete[25:])
-    second = _run(settings, engine)
+    second = _run(settings, engine, served=1)
 
-    assert first[1] == 10
-    assert (first[1] + second[1], first[2] + second[2]) == (11, 0)
+    assert first[:3] == ("success", 10, 0)
+    assert second[:3] == ("success", 1, 0)
+    assert scalar(engine, "SELECT count(*) FROM price_history") == 11
+
+
+CUT = good(10, 1)  # BTC,Bitcoin,<price>,<cap>,<volume>,,,,0.5,1,2024-01-01T00:10:00Z
+KAGGLE = (
+    b"SNo,Name,Symbol,Date,High,Low,Open,Close,Volume,Marketcap\n"
+    b"1,Bitcoin,BTC,2013-04-29 23:59:59,147.48,134.0,134.44,144.53,0.0,1603768865.0\n"
+    b"2,Bitcoin,BTC,2013-04-30 23:59:59,146.9,134.05,144.0,139.0,0.0,1542813125.0\n"
+)
+
+
+# A final line without a newline, in a file nobody has touched for SETTLE_SECONDS, is read as a
+# complete line (many files simply end without one): cut where the row no longer parses, it is
+# quarantined with the reason; cut where it still parses, it loads as the truncated value says.
+@pytest.mark.parametrize(
+    ("content", "served", "loaded", "reason"),
+    [
+        pytest.param(HEADER + good(0, 10) + CUT[:30], 11, 10, "expected 11 fields, got 4", id="mid-row"),
+        pytest.param(HEADER + good(0, 10) + CUT[:-4], 11, 10, "last_updated: Input should be a valid datetime or date, unexpected extra characters at the end of the input", id="mid-timestamp"),
+        pytest.param(HEADER + good(0, 10) + CUT[:-5], 11, 11, None, id="mid-timestamp-parses"),  # T00:10
+        pytest.param(KAGGLE[:-8], 2, 2, None, id="mid-number-parses"),
+    ],
+)  # fmt: skip
+def test_a_settled_unterminated_last_line_is_read_as_complete(
+    make_settings: Callable[..., Settings],
+    engine: Engine,
+    tmp_path: Path,
+    content: bytes,
+    served: int,
+    loaded: int,
+    reason: str | None,
+) -> None:
+    path = tmp_path / "cut.csv"
+    path.write_bytes(content)
+    _settled(path)
+    settings = make_settings(csv_path=path)
+    status, got_loaded, _, reasons = _run(settings, engine, served=served)
+
+    assert got_loaded == loaded
+    assert (status, reasons) == (("partial", [reason]) if reason else ("success", []))
+    assert _offset(engine) == len(content)  # read to the end: the next run starts after it
+    assert _run(settings, engine, served=0)[:3] == ("success", 0, 0)
+    if content.startswith(b"SNo"):  # the concern: "1542813125.0" cut to "15428" is the market cap
+        assert scalar(engine, "SELECT min(market_cap_usd) FROM price_history") == 15428
+
+
+def test_a_recent_unterminated_last_line_waits_for_the_next_run(
+    make_settings: Callable[..., Settings], engine: Engine, tmp_path: Path
+) -> None:
+    path = tmp_path / "cut.csv"
+    path.write_bytes(HEADER + good(0, 10) + CUT[:30])  # written just now: a writer may be at work
+    settings = make_settings(csv_path=path)
+    held = _run(settings, engine, served=10)
+    assert _offset(engine) == len(HEADER + good(0, 10))
+    _settled(path)  # the writer never came back
+    later = _run(settings, engine, served=1)
+
+    assert held == ("success", 10, 0, [])
+    assert later == ("partial", 0, 1, ["expected 11 fields, got 4"])
 
 
 def test_a_cut_file_then_rewritten_in_place_reprocesses_and_loads_everything(
@@ -166,11 +256,11 @@ def test_a_cut_file_then_rewritten_in_place_reprocesses_and_loads_everything(
     path = tmp_path / "rewritten.csv"
     path.write_bytes(HEADER + good(0, 30))
     settings = make_settings(csv_path=path)
-    assert _run(settings, engine)[:3] == ("success", 30, 0)
+    assert _run(settings, engine, served=30)[:3] == ("success", 30, 0)
     path.write_bytes(HEADER + good(0, 15) + good(100, 30))  # same head, new tail, same inode
-    status, loaded, quarantined, _ = _run(settings, engine)
+    status, loaded, quarantined, _ = _run(settings, engine, served=45)
     path.write_bytes(HEADER + good(200, 5))  # shorter than the checkpoint's offset
-    status_3, loaded_3, _, _ = _run(settings, engine)
+    status_3, loaded_3, _, _ = _run(settings, engine, served=5)
 
     assert (status, loaded, quarantined) == (
         "success",

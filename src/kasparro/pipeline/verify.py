@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
@@ -122,10 +123,12 @@ def _checkpoints_behind_data(conn: Connection, _report: VerifyReport) -> list[st
         if position is None:
             problems.append(f"checkpoint of {source} has an unreadable position {last_value!r}")
             continue
-        newest = conn.execute(
-            sa.select(sa.func.max(unified.c.source_updated_at)).where(unified.c.source == source)
-        ).scalar_one_or_none()
-        newest_time = _parse_time(newest)
+        newest_time = _newest(conn, unified.c.source_updated_at, unified.c.source, source)
+        if newest_time is None or position > newest_time:
+            # the unified row keeps only the latest record, which may carry no last_updated (or
+            # an older one) where an earlier record moved the checkpoint; history keeps them all
+            history = _t["price_history"]
+            newest_time = _newest(conn, history.c.observed_at, history.c.source, source)
         if newest_time is None or position > newest_time:
             problems.append(
                 f"checkpoint of {source} is at {position.isoformat()}, ahead of its newest data "
@@ -169,6 +172,16 @@ def _schema_at_head(conn: Connection, _report: VerifyReport) -> list[str]:
         if current == head
         else [f"schema at revision {current}, expected {head} (run kasparro db upgrade)"]
     )
+
+
+def _newest(
+    conn: Connection,
+    column: sa.ColumnElement[Any],
+    source_column: sa.ColumnElement[Any],
+    source: str,
+) -> datetime | None:
+    newest = conn.execute(sa.select(sa.func.max(column)).where(source_column == source))
+    return _parse_time(newest.scalar_one_or_none())
 
 
 def _parse_time(value: object) -> datetime | None:
