@@ -188,6 +188,7 @@ class _LineReader:
         self.offset = offset
         self.hold_unterminated = hold_unterminated
         self.held_back = False
+        self.unterminated = False  # a settled last line without a line ending was read
         self.too_long = False
         self.bad_encoding = False
 
@@ -200,6 +201,7 @@ class _LineReader:
             if self.hold_unterminated and not overlong and not raw.endswith(b"\n"):
                 self.held_back = True  # a writer may still be appending this line: next run
                 return
+            self.unterminated = not overlong and not raw.endswith(b"\n")
             if overlong:
                 self.too_long = True
                 while True:  # skip the rest of the overlong line without holding it in memory
@@ -386,6 +388,13 @@ class CsvIngestion(BaseIngestion):
             if len(batch) + len(bad) >= self.settings.batch_size:
                 yield FetchedBatch(batch, self._state(identity, lines.offset), bad)
                 batch, bad = [], []
+        if lines.unterminated:
+            # many writers omit the last newline; but a file cut mid-line by a crashed writer
+            # looks the same, and a cut row that still parses cannot be told from a whole one
+            log.warning(
+                "the CSV file's last line has no line ending; it was read as a complete row",
+                extra={"path": str(self.path), "offset": lines.offset},
+            )
         if batch or bad:
             yield FetchedBatch(batch, self._state(identity, lines.offset), bad)
 
