@@ -102,6 +102,16 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    http_keep_alive: int = Field(
+        75,
+        ge=1,
+        le=3600,
+        description=(
+            "Seconds an idle keep-alive connection stays open. Longer than a load balancer's "
+            "or client pool's idle timeout (60 s is common), so they never send a request on "
+            "a connection the server is closing at that moment."
+        ),
+    )
 
     # API
     cors_origins: CommaList = Field(

@@ -56,6 +56,7 @@ def _server(app: FastAPI, settings: Settings, host: str | None, port: int | None
         log_config=None,  # keep the JSON logging configured at the entry point
         access_log=False,  # requests are logged by the API's own middleware
         lifespan="on",
+        timeout_keep_alive=settings.http_keep_alive,
     )
     return uvicorn.Server(config)
 
@@ -130,6 +131,7 @@ def api(
                 workers=workers,
                 log_config=None,
                 access_log=False,
+                timeout_keep_alive=settings.http_keep_alive,
             )
         return
     server = _server(create_app(settings), settings, host, port)
