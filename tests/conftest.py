@@ -62,7 +62,8 @@ def postgres_url() -> Iterator[str]:
             pytest.fail(f"PostgreSQL unreachable under CI=true: {problem}")
         pytest.skip(f"PostgreSQL unreachable: {problem}")
     name = f"kasparro_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    # pre-ping: a reliability test may restart the server, which kills the pooled connection
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_pre_ping=True)
     with admin.connect() as conn:
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     url = (

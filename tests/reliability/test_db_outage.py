@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -375,3 +377,40 @@ def test_health_says_when_the_database_answers_but_its_schema_is_not_there(
     assert response.status_code == 503
     assert response.json()["reasons"] == ["database schema not ready"]
     assert response.json()["database"]["reachable"] is True
+
+
+def _restart_postgresql() -> None:
+    """Restart the local cluster for real (fast shutdown: every backend is terminated)."""
+    version = sorted(os.listdir("/etc/postgresql"))[0]
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.slow  # restarts the shared server: run alone, by `make reliability`, never in CI
+@pytest.mark.postgres
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.skipif(shutil.which("pg_ctlcluster") is None, reason="needs the local cluster's tools")
+def test_postgresql_restarted_mid_pass_ends_with_a_final_status_and_recovers(
+    pg_url: str, tmp_path: Path, upstream: FakeUpstream
+) -> None:
+    settings = _settings(pg_url, tmp_path, upstream)
+    engine = make_engine(settings.database_url)
+    try:
+        thread, results = _in_thread(settings, engine)
+        wait_for(_csv_loaded(engine, 500), what="the CSV run to load 500 rows")
+        _restart_postgresql()
+        thread.join(timeout=120)
+        assert not thread.is_alive()
+        assert {r.status for r in results} <= FINAL
+        assert scalar(engine, "SELECT count(*) FROM etl_run WHERE status = 'running'") == 0
+        interrupted = [r for r in results if r.status != "success"]
+        print(f"\nPostgreSQL restarted mid-pass: runs {[(r.source, r.status) for r in results]}")
+        assert interrupted, "the restart hit no run"
+        _assert_recovered(settings, engine)  # the next pass, same process, same engine
+    finally:
+        engine.dispose()
+        gc.collect()
