@@ -192,7 +192,7 @@ def test_stateful_walks_along_the_links(
 
 
 # For each operation that has links, a request whose answer the links can be followed from:
-# ids of the seeded market, and small pages so that a next page exists.
+# ids of the seeded market.
 LINK_SOURCES: dict[str, tuple[str, str, Query]] = {
     "list_data": ("GET", "/data", {"limit": 2, "sort": "symbol"}),
     "list_assets": ("GET", "/assets", {"limit": 2}),
@@ -258,9 +258,12 @@ def test_every_link_leads_to_an_answer(make_client: ClientFactory, seeded: Seede
                     params[param] = value
             answer = client.request(target_method, target, params=params)
             assert answer.status_code == 200, (op_id, name, target, params, answer.text)
-            assert answer.json().get("data", [None]), (op_id, name, target, params)
+            body = answer.json()
+            # a list must not be empty (the link chose real ids); an object must have content
+            assert body.get("data", body), (op_id, name, target, params)
             followed.append(f"{op_id}.{name}")
-    assert len(followed) == _declared_links(spec) >= 20
+    assert followed
+    assert len(followed) == _declared_links(spec)  # every declared link was followed
 
 
 def test_excused_rejections_need_their_ingredient() -> None:

@@ -14,6 +14,7 @@ from kasparro.config import Settings
 from kasparro.db.engine import make_engine
 from kasparro.db.runs import RunCounts
 from kasparro.pipeline import runner
+from kasparro.pipeline.breaker import CircuitBreaker
 from kasparro.pipeline.locks import source_lock
 from kasparro.pipeline.runner import NOT_STARTED, run_pass, run_source
 from tests.conftest import count_rows
@@ -143,3 +144,29 @@ def test_a_stop_while_waiting_for_the_lock_ends_the_wait(
     assert (result.status, result.error) == ("skipped", NOT_STARTED)
     assert waited < runner.LOCK_PATIENCE / 2  # did not wait out its patience
     assert _runs(engine) == {}
+
+
+def test_a_source_skipped_for_its_lock_leaves_the_breaker_probe_to_the_run_that_gets_it(
+    settings: Settings, engine: Engine, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An open breaker whose cool-down is over hands out one probe. A source skipped before its
+    run (here: locked elsewhere) must not take that probe, or no replica could probe it for a
+    whole cool-down."""
+    monkeypatch.setattr(runner, "LOCK_PATIENCE", 0.3)
+    breaker = CircuitBreaker(engine, threshold=1, cooldown=0.0)
+    breaker.record("csv", success=False)  # open; with no cool-down, the next run may probe
+    assert breaker.states()["csv"]["state"] == "open"
+    elsewhere = make_engine(db_url)
+    try:
+        with source_lock(elsewhere, "csv") as held:
+            assert held
+            skipped = run_source(settings, engine, "csv", breaker=breaker)
+            assert (skipped.status, skipped.error) == ("skipped", LOCKED)
+            assert breaker.states()["csv"]["state"] == "open"  # the probe is still on offer
+    finally:
+        elsewhere.dispose()
+
+    probe = run_source(settings, engine, "csv", breaker=breaker)
+
+    assert probe.status == "success"
+    assert breaker.states()["csv"]["state"] == "closed"

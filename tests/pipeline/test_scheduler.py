@@ -299,3 +299,22 @@ def test_signals_set_the_stop_event(sig: signal.Signals) -> None:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+@pytest.mark.parametrize("ready", [True, False], ids=["schema-ready", "gave-up-or-stopped"])
+def test_the_thread_starts_the_loop_only_once_its_gate_opens(
+    make_scheduler: Callable[..., Any], ready: bool
+) -> None:
+    """``serve`` starts the scheduler behind the schema gate: no pass before the database is
+    ready, none at all if the gate gives up or the service stops first."""
+    scheduler, _time, run = make_scheduler(until=0.5 * H)
+    waited = threading.Event()
+
+    def gate() -> bool:
+        waited.set()
+        return ready
+
+    scheduler.start_in_thread(after=gate).join(timeout=30)
+
+    assert waited.is_set()
+    assert (len(run.calls) > 0) is ready

@@ -26,13 +26,9 @@ def with_links(status: int, links: Links) -> dict[int | str, dict[str, Any]]:
     return {status: {"links": links}}
 
 
-def next_page(operation_id: str, **carried: str) -> dict[str, Any]:
-    return link(
-        operation_id,
-        "The next page (absent on the last one).",
-        query_cursor="$response.body#/pagination/next_cursor",
-        **carried,
-    )
+# No "next page" links: a link can carry the cursor but not the request's filters and limit, so
+# a client following one would get the next page of an unfiltered list. Clients pass the cursor
+# with the same query instead (the pagination object says so).
 
 
 DATA_LINKS: Links = {
@@ -51,8 +47,6 @@ DATA_LINKS: Links = {
         "The run that last changed the first record.",
         path_run_id="$response.body#/data/0/run_id",
     ),
-    # a cursor belongs to its sort: the next page must ask for the same one
-    "NextPage": next_page("list_data", query_sort="$request.query.sort"),
 }
 ASSETS_LINKS: Links = {
     "Asset": link(
@@ -64,7 +58,6 @@ ASSETS_LINKS: Links = {
     "AssetRecords": link(
         "list_data", "The first asset's records.", query_asset_id="$response.body#/data/0/id"
     ),
-    "NextPage": next_page("list_assets"),
 }
 ASSET_LINKS: Links = {
     "AssetHistory": link(
@@ -95,7 +88,6 @@ RUNS_LINKS: Links = {
         query_a="$response.body#/data/1/id",
         query_b="$response.body#/data/0/id",
     ),
-    "NextPage": next_page("list_runs"),
 }
 RUN_LINKS: Links = {
     "RunDrift": link(
@@ -115,7 +107,6 @@ DRIFT_LINKS: Links = {
         "The run that detected the first event.",
         path_run_id="$response.body#/data/0/run_id",
     ),
-    "NextPage": next_page("list_drift"),
 }
 TRIGGER_LINKS: Links = {
     "SourceRuns": link(

@@ -23,8 +23,6 @@ if TYPE_CHECKING:
     import uvicorn
     from fastapi import FastAPI
 
-    from kasparro.pipeline.scheduler import Scheduler
-
 log = get_logger(__name__)
 APP_FACTORY = "kasparro.api.app:create_app_from_env"
 
@@ -93,7 +91,7 @@ def serve(host: HostOption = None, port: PortOption = None) -> None:
     # uvicorn handles SIGTERM/SIGINT while serving and re-raises them when it is done; these
     # handlers receive them then and stop the scheduler after its batch in flight
     install_signal_handlers(stop)
-    thread = _start_scheduler(Scheduler(settings, engine, stop=stop), gate)
+    thread = Scheduler(settings, engine, stop=stop).start_in_thread(after=gate.wait)
     try:
         server.run()
     finally:
@@ -156,26 +154,12 @@ def scheduler() -> None:
     gate = SchemaGate(engine, stop=stop)
     gate.open()
     try:
-        if gate.wait():  # False: stopped before the database answered
+        if gate.wait():  # False: stopped before the database answered, or the upgrade failed
             Scheduler(settings, engine, stop=stop).run_forever()
     finally:
         engine.dispose()
-
-
-def _start_scheduler(scheduler: Scheduler, gate: SchemaGate) -> threading.Thread:
-    """The scheduler's loop on a thread of its own, from the moment the schema is at head."""
-
-    def loop() -> None:
-        if not gate.wait():
-            return
-        try:
-            scheduler.run_forever()
-        except Exception:
-            log.exception("scheduler loop crashed")
-
-    thread = threading.Thread(target=loop, name="kasparro-scheduler", daemon=True)
-    thread.start()
-    return thread
+    if gate.failed.is_set():
+        fail("the schema could not be brought to head (see the error above)", 1)
 
 
 def register(app: typer.Typer) -> None:

@@ -42,6 +42,7 @@ class SchemaGate:
         self.retry_seconds = retry_seconds
         self.max_retry_seconds = max_retry_seconds
         self.ready = threading.Event()
+        self.failed = threading.Event()  # gave up: an error retrying cannot cure
         self.attempts = 0
         self.last_error: str | None = None
         self._thread: threading.Thread | None = None
@@ -61,9 +62,10 @@ class SchemaGate:
         return False
 
     def wait(self) -> bool:
-        """Block until the schema is at head (True) or ``stop`` is set (False)."""
+        """Block until the schema is at head (True), or ``stop`` is set or the upgrade failed
+        for a reason other than the database being away (False)."""
         while not self.ready.is_set():
-            if self.stop.wait(0.2):
+            if self.failed.is_set() or self.stop.wait(0.2):
                 return self.ready.is_set()
         return True
 
@@ -71,8 +73,8 @@ class SchemaGate:
         self.attempts += 1
         try:
             upgrade_schema(self.engine)
-        except DatabaseUnavailableError as exc:
-            self.last_error = str(exc).splitlines()[0]
+        except (DatabaseUnavailableError, DBAPIError) as exc:  # away, or dropped mid-migration
+            self.last_error = str(getattr(exc, "orig", None) or exc).splitlines()[0]
             return False
         self.ready.set()
         if self.release:
@@ -87,7 +89,9 @@ class SchemaGate:
             try:
                 if self._attempt():
                     return
-            except DBAPIError as exc:  # e.g. the connection dropped while migrating: try again
-                self.last_error = str(exc.orig or exc).splitlines()[0]
+            except Exception:  # not the database being away (e.g. a revision this build lacks)
+                log.exception("could not bring the schema to head; not retrying")
+                self.failed.set()
+                return
             log.warning("database still unreachable", extra={"error": self.last_error})
             delay = min(delay * 2, self.max_retry_seconds)

@@ -114,9 +114,8 @@ class BaseIngestion(ABC):
         self._drift = DriftDetector(
             expected_schema(self.model), ignore_types=self.drift_ignores_types
         )
-        self._validate = (
-            self.model.__pydantic_validator__.validate_python
-        )  # model_validate, minus a call
+        # model_validate, minus a call
+        self._validate = self.model.__pydantic_validator__.validate_python
         self._identity = IdentityResolver(engine, self.name)
         self._stored: dict[str, tuple[str | None, datetime | None]] = {}
         self._seen_this_run: set[str] = set()

@@ -11,6 +11,7 @@ the library's ``mark_process_dead``. Linux only, like ``ProcessCollector``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -72,7 +73,9 @@ class WorkerProcessCollector(Collector):
             if pid == me or _parent(pid) == supervisor:
                 alive.append(pid)
             else:
-                mark_process_dead(pid, str(self.directory))  # type: ignore[no-untyped-call]
+                # two workers answering scrapes at once may both find it dead: one removes it
+                with contextlib.suppress(FileNotFoundError):
+                    mark_process_dead(pid, str(self.directory))  # type: ignore[no-untyped-call]
         return sorted(alive)
 
     def collect(self) -> Iterator[Metric]:

@@ -101,9 +101,6 @@ def run_source(
         try:
             if _stopping(stop):
                 return _not_started(source)
-            if breaker is not None and not breaker.allow(source, utcnow()):
-                log.warning("circuit open; source skipped until its cool-down ends")
-                return RunResult(None, source, "skipped", error="circuit breaker open")
             with _patient_lock(engine, source, stop) as acquired:
                 # checked again under the lock: a stop may come while waiting for it
                 if _stopping(stop):
@@ -118,6 +115,11 @@ def run_source(
                     return RunResult(
                         None, source, "skipped", error="pass already run by another replica"
                     )
+                # asked last, just before the run: a half-open breaker hands out its one probe
+                # here, and a source skipped for any reason above must not take it and leave
+                if breaker is not None and not breaker.allow(source, utcnow()):
+                    log.warning("circuit open; source skipped until its cool-down ends")
+                    return RunResult(None, source, "skipped", error="circuit breaker open")
                 ingestion = SOURCES[source](
                     settings, engine, stop=stop, progress=progress, **source_kwargs
                 )

@@ -120,13 +120,18 @@ class Scheduler:
                 break
         log.info("scheduler stopped after %d pass(es)", self.passes)
 
-    def start_in_thread(self) -> threading.Thread:
-        """Run the loop in a background thread (for ``serve``); set ``stop`` and join it to end."""
-        thread = threading.Thread(target=self._guarded_loop, name="kasparro-scheduler", daemon=True)
+    def start_in_thread(self, *, after: Callable[[], bool] | None = None) -> threading.Thread:
+        """Run the loop in a background thread (for ``serve``); set ``stop`` and join it to end.
+        With ``after`` (a schema gate's ``wait``), the loop starts once that returns True."""
+        thread = threading.Thread(
+            target=self._guarded_loop, args=(after,), name="kasparro-scheduler", daemon=True
+        )
         thread.start()
         return thread
 
-    def _guarded_loop(self) -> None:
+    def _guarded_loop(self, after: Callable[[], bool] | None = None) -> None:
+        if after is not None and not after():
+            return
         try:
             self.run_forever()
         except Exception:

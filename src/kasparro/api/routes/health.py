@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Request
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.responses import Response
@@ -109,9 +109,9 @@ def _health(request_id: str, services: ApiServices) -> Response:
             latency = round((time.perf_counter() - started) * 1000, 3)
             sources, reasons = _source_health(conn, settings, now, limit)
     except (DBAPIError, PoolTimeoutError):
-        # it answered but its tables could not be read: the schema is not there yet (a service
-        # that started before its database brings it to head the moment the database answers)
-        reachable = latency is not None
+        # it answered, but has no tables yet: a service that started before its database brings
+        # the schema to head the moment the database answers
+        reachable = latency is not None and _schema_missing(services)
         down = HealthPublic(
             status="down",
             reasons=["database schema not ready" if reachable else "database unreachable"],
@@ -134,6 +134,14 @@ def _health(request_id: str, services: ApiServices) -> Response:
         request_id=request_id,
     )
     return JsonResponse(report, headers={"Cache-Control": "no-store"})
+
+
+def _schema_missing(services: ApiServices) -> bool:
+    try:
+        with services.engine.connect() as conn:
+            return not inspect(conn).has_table("etl_run")
+    except (DBAPIError, PoolTimeoutError):
+        return False  # away again: reported as unreachable
 
 
 @router.get("/health/live", response_model=LivePublic, summary="Liveness probe")
