@@ -18,11 +18,8 @@ from kasparro.config import Settings
 from kasparro.db.engine import make_engine
 from kasparro.db.models import SchemaDrift
 from kasparro.exceptions import RecordValidationError
-from kasparro.ingestion.csv_source import (
-    CsvIngestion,
-    _canonical_names,
-    _plain_fields,
-)
+from kasparro.ingestion.csv_plain import plain_fields
+from kasparro.ingestion.csv_source import CsvIngestion, _canonical_names
 from kasparro.schemas.csv import COLUMN_ALIASES
 from kasparro.schemas.unified import UnifiedRecord
 from tests.conftest import count_rows, settings_for
@@ -94,7 +91,7 @@ def _by_model(source: CsvIngestion, payload: dict[str, Any]) -> UnifiedRecord | 
 
 
 def _by_plain_path(source: CsvIngestion, payload: dict[str, Any]) -> UnifiedRecord | str | None:
-    fields = _plain_fields(_canonical_names(tuple(payload)), payload)
+    fields = plain_fields(_canonical_names(tuple(payload)), payload)
     if fields is None:
         return None
     try:
@@ -151,7 +148,7 @@ def test_rows_the_model_rejects_are_left_to_it(
     cells = ["ETH", "Ethereum", "3000.5", "", "2", "2024-05-01T00:00:00Z"]
     cells[cell_index] = cell
     assert (
-        _plain_fields(tuple(UNIFIED_HEADER), dict(zip(UNIFIED_HEADER, cells, strict=True))) is None
+        plain_fields(tuple(UNIFIED_HEADER), dict(zip(UNIFIED_HEADER, cells, strict=True))) is None
     )
 
 

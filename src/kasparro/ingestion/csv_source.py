@@ -19,18 +19,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from annotated_types import Ge, MaxLen, MinLen
-from pydantic import TypeAdapter, ValidationError
-
 from kasparro.db.models import EtlCheckpoint
 from kasparro.db.runs import QuarantinedRecord
 from kasparro.exceptions import FatalSourceError, RecordValidationError
 from kasparro.ingestion.base import BaseIngestion, FetchedBatch
+from kasparro.ingestion.csv_plain import LONGEST_NULL_TOKEN, NUMERIC, REQUIRED, plain_fields
 from kasparro.ingestion.drift import DriftEvent
 from kasparro.ingestion.sample import write_sample_csv
 from kasparro.observability.logging import get_logger
 from kasparro.schemas.common import as_utc
-from kasparro.schemas.csv import COLUMN_ALIASES, CSV_NUMBER_FIELDS, NULL_TOKENS, CsvRow
+from kasparro.schemas.csv import COLUMN_ALIASES, NULL_TOKENS, CsvRow
 from kasparro.schemas.unified import UnifiedRecord, normalize_name
 
 log = get_logger(__name__)
@@ -39,42 +37,8 @@ MAX_LINE_BYTES = 1 << 20
 SETTLE_SECONDS = 10.0
 csv.field_size_limit(MAX_LINE_BYTES)
 _HEAD_BYTES = 4096
-_REQUIRED = {name for name, info in CsvRow.model_fields.items() if info.is_required()}
-_OPTIONAL = set(CsvRow.model_fields) - _REQUIRED
-_NUMERIC = frozenset(CSV_NUMBER_FIELDS)
-_LONGEST_NULL_TOKEN = max(map(len, NULL_TOKENS))
+_OPTIONAL = set(CsvRow.model_fields) - REQUIRED
 _HEADER_CLEAN = re.compile(r"[\s\-]+")
-
-
-def _constraint(name: str, kind: type[Any], attribute: str) -> Any:
-    for item in CsvRow.model_fields[name].metadata:
-        if isinstance(item, kind):
-            return getattr(item, attribute)
-    return None
-
-
-# What the plain-row path checks, read from the model so the two cannot drift apart.
-_NONNEGATIVE = frozenset(n for n in CSV_NUMBER_FIELDS if _constraint(n, Ge, "ge") == 0)
-_TEXT_LIMITS = {
-    name: (_constraint(name, MinLen, "min_length") or 0, _constraint(name, MaxLen, "max_length"))
-    for name, info in CsvRow.model_fields.items()
-    if info.annotation in (str, str | None)
-}
-_TIMES = frozenset(
-    n for n, info in CsvRow.model_fields.items() if info.annotation in (datetime, datetime | None)
-)
-_NO_FIELDS: dict[str, Any] = dict.fromkeys(CsvRow.model_fields)
-_MOMENT = TypeAdapter(datetime)
-
-
-@functools.lru_cache(maxsize=4096)
-def _moment(text: str) -> datetime | None:
-    """A timestamp cell as the model parses it (a file repeats each date once per coin), or None
-    when the model would reject it."""
-    try:
-        return as_utc(_MOMENT.validate_python(text))  # as the record stores it
-    except ValidationError:
-        return None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -126,9 +90,9 @@ def _cell(name: str, cell: str | None) -> Any:
     if cell is None:
         return None
     text = cell.strip()
-    if len(text) <= _LONGEST_NULL_TOKEN and text.lower() in NULL_TOKENS:
+    if len(text) <= LONGEST_NULL_TOKEN and text.lower() in NULL_TOKENS:
         return None
-    if name in _NUMERIC:
+    if name in NUMERIC:
         try:
             number = float(text)
         except ValueError:
@@ -140,44 +104,6 @@ def _cell(name: str, cell: str | None) -> Any:
 @functools.lru_cache(maxsize=64)
 def _canonical_names(headers: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(normalize_header(h) for h in headers)
-
-
-def _plain_fields(names: tuple[str, ...], payload: dict[str, Any]) -> dict[str, Any] | None:
-    """The model's fields for a row whose every cell is plainly written, checked as the model
-    checks them (after :meth:`CsvIngestion.normalize`); None for any other row, which the model
-    then judges. Cells with surrounding whitespace are left to the model, whose idea of
-    whitespace differs from ``str.strip`` at the edges."""
-    fields = dict(_NO_FIELDS)
-    for name, cell in zip(names, payload.values(), strict=True):
-        if name not in fields:
-            continue  # a column the model ignores
-        if type(cell) is not str:
-            return None
-        text = cell.strip()
-        if len(text) <= _LONGEST_NULL_TOKEN and text.lower() in NULL_TOKENS:
-            fields[name] = None
-        elif name in _NUMERIC:
-            try:
-                number = float(text)
-            except ValueError:
-                return None
-            if not math.isfinite(number) or (number < 0 and name in _NONNEGATIVE):
-                return None
-            fields[name] = number
-        elif len(text) != len(cell):
-            return None
-        elif name in _TIMES:
-            if (moment := _moment(cell)) is None:
-                return None
-            fields[name] = moment
-        else:
-            low, high = _TEXT_LIMITS[name]
-            if not low <= len(cell) <= (high or len(cell)):
-                return None
-            fields[name] = cell
-    if any(fields[name] is None for name in _REQUIRED):
-        return None
-    return fields
 
 
 class _LineReader:
@@ -245,7 +171,7 @@ class CsvIngestion(BaseIngestion):
         if isinstance(payload, dict):
             names = _canonical_names(tuple(payload))
             if names in self._headers_seen:
-                fields = _plain_fields(names, payload)
+                fields = plain_fields(names, payload)
                 if fields is not None:
                     return self._record(fields)
             else:
