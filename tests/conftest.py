@@ -7,6 +7,8 @@ failure, never a skip.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import uuid
@@ -161,3 +163,33 @@ def make_settings(db_url: str, tmp_path: Path) -> Callable[..., Settings]:
 def count_rows(engine: Engine, table: str) -> int:
     with engine.connect() as conn:
         return int(conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one())
+
+
+@contextlib.contextmanager
+def empty_postgres_database(prefix: str) -> Iterator[str]:
+    """A PostgreSQL database of its own with no schema at all, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield (
+            sa.engine.make_url(POSTGRES_ADMIN_URL)
+            .set(database=name)
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def cli_on_test_database(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Point the CLI at the test database; undo the logging setup each command installs."""
+    monkeypatch.setenv("KASPARRO_DATABASE_URL", db_url)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

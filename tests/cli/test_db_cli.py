@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,15 +17,7 @@ T = Base.metadata.tables
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _cli_env(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Point the CLI at the test database; undo the logging setup each command installs."""
-    monkeypatch.setenv("KASPARRO_DATABASE_URL", db_url)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("cli_on_test_database")
 
 
 def test_backup_then_restore_then_verify(engine: Engine, tmp_path: Path) -> None:

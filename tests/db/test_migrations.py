@@ -3,7 +3,6 @@ databases, go down and up again, and several processes may upgrade at once."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 
 from kasparro.db.engine import alembic_config, current_revision, make_engine, upgrade_schema
 from kasparro.db.models import Base
-from tests.conftest import POSTGRES_ADMIN_URL
+from tests.conftest import empty_postgres_database
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -28,20 +27,8 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     request.getfixturevalue(
         "postgres_url"
     )  # skips or fails exactly like the other PostgreSQL tests
-    name = f"kasparro_mig_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield (
-            sa.engine.make_url(POSTGRES_ADMIN_URL)
-            .set(database=name)
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with empty_postgres_database("kasparro_mig") as url:
+        yield url
 
 
 def test_migrations_produce_exactly_the_models(empty_url: str) -> None:

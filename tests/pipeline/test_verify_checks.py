@@ -3,8 +3,7 @@ then damaged, database, and the command exits non-zero naming the problem."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +26,7 @@ T = Base.metadata.tables
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _cli_env(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Point the CLI at the test database; undo the logging setup each command installs."""
-    monkeypatch.setenv("KASPARRO_DATABASE_URL", db_url)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("cli_on_test_database")
 
 
 def _verify_fails_with(check: str, problem: str) -> None:

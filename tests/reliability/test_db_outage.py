@@ -3,7 +3,6 @@ database unreachable at start, and ``/health`` going 503 and recovering by itsel
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import os
 import shutil
@@ -13,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,7 +29,7 @@ from kasparro.db.engine import alembic_config, current_revision, make_engine
 from kasparro.ingestion.base import RunResult
 from kasparro.pipeline.runner import run_pass
 from kasparro.pipeline.verify import verify
-from tests.conftest import POSTGRES_ADMIN_URL, reset_postgres
+from tests.conftest import POSTGRES_ADMIN_URL, empty_postgres_database, reset_postgres
 from tests.fakes import FakeUpstream, coins
 from tests.reliability.csvgen import append_rows
 from tests.reliability.helpers import (
@@ -253,25 +251,6 @@ def test_health_is_503_while_the_database_is_away_and_recovers_by_itself(pg_url:
     assert data_after.status_code == 200
 
 
-@contextlib.contextmanager
-def _empty_database() -> Iterator[str]:
-    """A PostgreSQL database of its own with no schema at all, dropped afterwards."""
-    name = f"kasparro_gate_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-        yield (
-            sa.engine.make_url(POSTGRES_ADMIN_URL)
-            .set(database=name)
-            .render_as_string(hide_password=False)
-        )
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -293,7 +272,7 @@ def test_a_service_started_before_its_database_waits_for_it_and_recovers_by_itse
     """The real process, its database unreachable at start: a clear error, no exit; ``/health``
     503 while it is away; once it answers, the schema is brought to head (the database is empty
     at first), ``/health`` recovers and the first pass runs, all without a restart."""
-    with _empty_database() as url, TcpProxy(("127.0.0.1", sa.engine.make_url(url).port or 5432)) as proxy:  # fmt: skip
+    with empty_postgres_database("kasparro_gate") as url, TcpProxy(("127.0.0.1", sa.engine.make_url(url).port or 5432)) as proxy:  # fmt: skip
         proxy.down()
         env = cli_env(
             _settings(proxy.url(url), tmp_path, upstream, rows=300), KASPARRO_SCHEDULE="6h"
