@@ -144,26 +144,24 @@ def _run_recorded_nothing(engine: Engine) -> None:
         )
 
 
-def _offset_moved_alone(engine: Engine) -> None:
+def _set_csv_offset(engine: Engine, offset: Callable[[Any], Any]) -> None:
+    """Rewrite the CSV checkpoint's state offset alone (its ``last_value`` is left as it was)."""
     _, state, _ = _csv_state(engine)
     with engine.begin() as conn:
         conn.execute(
             T["etl_checkpoint"]
             .update()
             .where(T["etl_checkpoint"].c.source == "csv")
-            .values(state={**state, "offset": state["offset"] + 4096})
+            .values(state={**state, "offset": offset(state["offset"])})
         )
+
+
+def _offset_moved_alone(engine: Engine) -> None:
+    _set_csv_offset(engine, lambda offset: offset + 4096)
 
 
 def _offset_unreadable(engine: Engine) -> None:
-    _, state, _ = _csv_state(engine)
-    with engine.begin() as conn:
-        conn.execute(
-            T["etl_checkpoint"]
-            .update()
-            .where(T["etl_checkpoint"].c.source == "csv")
-            .values(state={**state, "offset": "end"})
-        )
+    _set_csv_offset(engine, lambda _offset: "end")
 
 
 @pytest.mark.parametrize(

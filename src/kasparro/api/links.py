@@ -1,7 +1,7 @@
 """OpenAPI links: which values of a response lead to which other operation.
 
 Clients can follow them instead of building URLs, and stateful fuzzing (schemathesis) chains
-requests along them, so its ids and cursors are real ones rather than guesses that end in 404.
+requests along them, so its ids are real ones rather than guesses that end in 404.
 Operation ids are the handlers' names (see ``create_app``).
 """
 

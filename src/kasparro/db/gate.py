@@ -45,7 +45,6 @@ class SchemaGate:
         self.failed = threading.Event()  # gave up: an error retrying cannot cure
         self.attempts = 0
         self.last_error: str | None = None
-        self._thread: threading.Thread | None = None
 
     def open(self) -> bool:
         """One attempt now; True when the schema is at head. Otherwise the error is logged, and
@@ -57,8 +56,7 @@ class SchemaGate:
             "(meanwhile an API answers /health with 503)",
             extra={"error": self.last_error},
         )
-        self._thread = threading.Thread(target=self._keep_trying, name="schema-gate", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self._keep_trying, name="schema-gate", daemon=True).start()
         return False
 
     def wait(self) -> bool:
