@@ -323,21 +323,28 @@ def _live_rss(process: psutil.Process) -> int:
 #: parse_schedule takes any positive number of seconds, fractions included ("0.2s" or "0.2")
 SOAK_SCHEDULE = "0.2s"
 CSV_ROWS_PER_PASS = 3
-#: allowed RSS growth from the warm-up mark to the end: allocator noise (glibc arenas and the heap
-#: top are returned in chunks of a few MiB) stays under it, while a leak of even 7 KiB a pass
-#: (one pass's records or results kept) passes it over the 900 passes of the long variant
+#: allowed RSS growth from the warm-up mark to the end. Long variant: allocator noise (glibc arenas
+#: and the heap top are returned in chunks of a few MiB) stays under 6 MiB, while a leak of even
+#: 7 KiB a pass (one pass's records or results kept) passes it over 900 passes. CI variant: it
+#: shares its worker's heap with hundreds of other tests, and once grew 6.05 MiB over 40 passes
+#: with no leak; 16 MiB still fails a leak of 400 KiB a pass
 RSS_TOLERANCE = 6 * 2**20
+RSS_TOLERANCE_CI = 16 * 2**20
 
 
 @pytest.mark.parametrize(
-    ("passes", "warm"),
+    ("passes", "warm", "tolerance"),
     [
-        pytest.param(50, 10, id="ci-50-passes"),
-        pytest.param(1000, 100, id="soak-1000-passes", marks=pytest.mark.slow),
+        pytest.param(50, 10, RSS_TOLERANCE_CI, id="ci-50-passes"),
+        pytest.param(1000, 100, RSS_TOLERANCE, id="soak-1000-passes", marks=pytest.mark.slow),
     ],
 )
 def test_memory_stays_flat_under_the_scheduler(
-    make_settings: Callable[..., Settings], engine: Engine, passes: int, warm: int
+    make_settings: Callable[..., Settings],
+    engine: Engine,
+    passes: int,
+    warm: int,
+    tolerance: int,
 ) -> None:
     """The ``Scheduler`` that ``kasparro serve``/``scheduler`` run, at a 0.2 s interval, over
     CoinPaprika, CoinGecko and a CSV file that grows between passes. RSS is read after the first
@@ -395,4 +402,4 @@ def test_memory_stays_flat_under_the_scheduler(
     scheduled = "SELECT count(*) FROM etl_run WHERE trigger = 'schedule' AND status = 'success'"
     assert scalar(engine, scheduled) == 3 * passes
     assert scalar(engine, "SELECT count(*) FROM raw_csv") == csv_rows  # every appended row loaded
-    assert rss[passes] - rss[warm] < RSS_TOLERANCE
+    assert rss[passes] - rss[warm] < tolerance
