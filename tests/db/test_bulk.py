@@ -45,3 +45,28 @@ def test_select_in_with_leading_parameters_and_many_values(engine: Engine) -> No
         )
     assert dict(rows) == {k: created[k] for k in keys[::2]}  # type: ignore[misc]
     assert none == []
+
+
+def test_sqlite_timestamp_text_is_what_sqlalchemy_writes(engine: Engine) -> None:
+    """The ingest path's own timestamp text must read back through the ORM as the same instant,
+    and sort as SQLAlchemy's own text does, whatever the offset or fraction it came with."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from sqlalchemy import DateTime
+
+    moments = [
+        datetime(2025, 1, 2, 23, 59, 59, tzinfo=UTC),
+        datetime(2025, 1, 2, 23, 59, 59, 123456, tzinfo=UTC),
+        datetime(999, 12, 31, 0, 0, tzinfo=UTC),
+        datetime(2025, 6, 30, 22, 30, 1, 5, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
+    ]
+    with engine.connect() as conn:
+        bulk = BulkWriter(conn)
+        if bulk.dialect != "sqlite":
+            assert bulk.timestamp(moments[3]) is moments[3]  # PostgreSQL takes the datetime itself
+            return
+        process = DateTime().dialect_impl(conn.dialect).bind_processor(conn.dialect)
+        assert process is not None
+        for moment in moments:
+            assert bulk.timestamp(moment) == process(moment.astimezone(UTC).replace(tzinfo=None))
+    assert bulk.timestamp(None) is None

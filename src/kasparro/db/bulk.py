@@ -91,7 +91,9 @@ class BulkWriter:
             return value
         if value.tzinfo is not UTC:  # records are mapped to UTC already; skip the conversion then
             value = value.astimezone(UTC)
-        return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        # "YYYY-MM-DD HH:MM:SS.ffffff" without the "+00:00" (a third faster than replacing the
+        # tzinfo first; positional arguments are quicker than keywords here)
+        return value.isoformat(" ", "microseconds")[:26]
 
     def _insert(
         self,

@@ -23,6 +23,7 @@ from kasparro.db import runs
 from kasparro.db.bulk import BulkWriter
 from kasparro.db.models import RAW_MODELS, EtlCheckpoint, PriceHistory, UnifiedCrypto, utcnow
 from kasparro.exceptions import RecordValidationError, SourceError
+from kasparro.ingestion.collector import fewer_collections
 from kasparro.ingestion.drift import DriftDetector, DriftEvent, expected_schema
 from kasparro.ingestion.identity import Identity, IdentityResolver
 from kasparro.ingestion.transaction import SpanningTransaction
@@ -118,7 +119,8 @@ class BaseIngestion(ABC):
         self._validate = self.model.__pydantic_validator__.validate_python
         self._identity = IdentityResolver(engine, self.name)
         self._stored: dict[str, tuple[str | None, datetime | None]] = {}
-        self._seen_this_run: set[str] = set()
+        # what this run stored: coin ids (API sources), or (coin id, observed at) for file rows
+        self._seen_this_run: set[str | tuple[str, datetime | None]] = set()
         self._fetch_time = utcnow().replace(microsecond=0)
         self._max_updated: datetime | None = None
         self._written_since_analyze = 0
@@ -166,7 +168,7 @@ class BaseIngestion(ABC):
         started = time.monotonic()
         self.run_id = runs.start_run(self.engine, source=self.name, trigger=trigger)
         status, error = "failed", None
-        with log_context(run_id=self.run_id, source=self.name):
+        with log_context(run_id=self.run_id, source=self.name), fewer_collections():
             log.info("ETL run started", extra={"trigger": trigger})
             try:
                 with self.engine.connect() as conn:
@@ -283,9 +285,9 @@ class BaseIngestion(ABC):
                 continue
             stored_hash, stored_updated = self._stored.get(record.coin_id, (None, None))
             key = (
-                f"{record.coin_id}@{record.source_updated_at}"
-                if not self.skip_not_newer
-                else record.coin_id
+                record.coin_id
+                if self.skip_not_newer
+                else (record.coin_id, record.source_updated_at)  # no text: formatting costs µs
             )
             if (
                 stored_hash == digest
@@ -533,7 +535,7 @@ class BaseIngestion(ABC):
         started = time.monotonic()
         self.run_id = runs.start_run(self.engine, source=self.name, trigger="replay")
         status, error = "failed", None
-        with log_context(run_id=self.run_id, source=self.name):
+        with log_context(run_id=self.run_id, source=self.name), fewer_collections():
             try:
                 with self.engine.begin() as conn:
                     conn.execute(delete(UnifiedCrypto).where(UnifiedCrypto.source == self.name))
