@@ -123,3 +123,32 @@ def test_the_wal_starts_over_while_a_writer_keeps_writing(
             assert conn.exec_driver_sql("SELECT count(*) FROM blob").scalar_one() == 40 * 256
     finally:
         engine.dispose()
+
+
+def _pragmas(engine: sa.Engine) -> tuple[int, int]:
+    with engine.connect() as conn:
+        page = conn.exec_driver_sql("PRAGMA page_size").scalar_one()
+        pages = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one()
+    return int(page), int(pages)
+
+
+def test_a_new_database_gets_large_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    """New files take PAGE_SIZE; a file made with SQLite's default keeps it. Either way the
+    writer's own checkpoint starts at LIMIT_BYTES, counted in that file's pages."""
+    from kasparro.db.engine import PAGE_SIZE
+
+    new = make_engine(f"sqlite:///{tmp_path / 'new.db'}")
+    _write_megabytes(new, 1)
+    assert _pragmas(new) == (PAGE_SIZE, checkpointer_module.LIMIT_BYTES // PAGE_SIZE)
+    new.dispose()
+
+    old_path = tmp_path / "old.db"
+    with sqlite3.connect(old_path) as plain:  # SQLite's default page size
+        plain.execute("CREATE TABLE t (x)")
+        default = plain.execute("PRAGMA page_size").fetchone()[0]
+    plain.close()
+    assert default != PAGE_SIZE
+    old = make_engine(f"sqlite:///{old_path}")
+    _write_megabytes(old, 1)
+    assert _pragmas(old) == (default, checkpointer_module.LIMIT_BYTES // default)
+    old.dispose()

