@@ -58,39 +58,61 @@ def _moment(text: str) -> datetime | None:
         return None
 
 
+_NUMBER, _TIME, _TEXT = range(3)
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(names: tuple[str, ...]) -> tuple[tuple[int, str, int, int, int], ...]:
+    """For one header: (cell index, field, kind, low, high) for each column the model reads, in
+    order (a later column of the same field wins, as in the model's input). For a number, ``low``
+    is 1 when it must not be negative; for text, ``low`` and ``high`` bound its length."""
+    plan = []
+    for index, name in enumerate(names):
+        if name not in _NO_FIELDS:
+            continue  # a column the model ignores
+        if name in NUMERIC:
+            plan.append((index, name, _NUMBER, int(name in _NONNEGATIVE), 0))
+        elif name in _TIMES:
+            plan.append((index, name, _TIME, 0, 0))
+        else:
+            low, high = _TEXT_LIMITS[name]
+            plan.append((index, name, _TEXT, low, high or 2**62))
+    return tuple(plan)
+
+
 def plain_fields(names: tuple[str, ...], payload: dict[str, Any]) -> dict[str, Any] | None:
     """The model's fields for a row whose every cell is plainly written, checked as the model
     checks them (after ``CsvIngestion.normalize``); None for any other row, which the model
     then judges. Cells with surrounding whitespace are left to the model, whose idea of
     whitespace differs from ``str.strip`` at the edges."""
     fields = dict(_NO_FIELDS)
-    for name, cell in zip(names, payload.values(), strict=True):
-        if name not in fields:
-            continue  # a column the model ignores
+    cells = tuple(payload.values())
+    for index, name, kind, low, high in _plan(names):
+        cell = cells[index]
         if type(cell) is not str:
             return None
         text = cell.strip()
         if len(text) <= LONGEST_NULL_TOKEN and text.lower() in NULL_TOKENS:
             fields[name] = None
-        elif name in NUMERIC:
+        elif kind == _NUMBER:
             try:
                 number = float(text)
             except ValueError:
                 return None
-            if not math.isfinite(number) or (number < 0 and name in _NONNEGATIVE):
+            if not math.isfinite(number) or (low and number < 0):
                 return None
             fields[name] = number
         elif len(text) != len(cell):
             return None
-        elif name in _TIMES:
+        elif kind == _TIME:
             if (moment := _moment(cell)) is None:
                 return None
             fields[name] = moment
+        elif not low <= len(cell) <= high:
+            return None
         else:
-            low, high = _TEXT_LIMITS[name]
-            if not low <= len(cell) <= (high or len(cell)):
-                return None
             fields[name] = cell
-    if any(fields[name] is None for name in REQUIRED):
-        return None
+    for name in REQUIRED:
+        if fields[name] is None:
+            return None
     return fields
