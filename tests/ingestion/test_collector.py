@@ -64,3 +64,16 @@ def test_an_ingestion_run_holds_it(
     assert result.status == "success"
     assert seen == [(GEN0_THRESHOLD, 11, 12)]
     assert gc.get_threshold() == custom_threshold
+
+
+def test_a_threshold_set_during_a_run_is_kept(custom_threshold: tuple[int, int, int]) -> None:
+    with fewer_collections():
+        gc.set_threshold(2000, 11, 12)  # someone else's choice, made meanwhile
+    assert gc.get_threshold() == (2000, 11, 12)
+
+
+def test_a_collector_switched_off_stays_off(custom_threshold: tuple[int, int, int]) -> None:
+    gc.set_threshold(0, 11, 12)
+    with fewer_collections():
+        assert gc.get_threshold() == (0, 11, 12)
+    assert gc.get_threshold() == (0, 11, 12)

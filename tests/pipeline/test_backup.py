@@ -266,3 +266,45 @@ def test_pg_password_goes_through_the_environment(
     assert seen["env"]["PGPASSWORD"] == "s3cret-pw"
     assert "--host=db.internal" in seen["command"]
     assert "--port=6543" in seen["command"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("backup_pages", [4096, 16384])
+def test_restore_across_page_sizes(
+    engine: Engine, make_settings: Callable[..., Settings], tmp_path: Path, backup_pages: int
+) -> None:
+    """A backup taken before new databases got 16 KiB pages restores into one created since,
+    and the other way round; the restored file is back in WAL mode and verifies."""
+    import sqlite3
+
+    from kasparro.db.engine import PAGE_SIZE, make_engine, sqlite_path, upgrade_schema
+
+    seed(engine)
+    path = backup(make_settings(), engine, tmp_path / "backups")
+    with sqlite3.connect(path) as plain:  # the backup is a rollback-journal file: resizable
+        plain.execute(f"PRAGMA page_size={backup_pages}")
+        plain.execute("VACUUM")
+    plain.close()
+
+    live_pages = PAGE_SIZE if backup_pages != PAGE_SIZE else 4096
+    live = tmp_path / "live.db"
+    with sqlite3.connect(live) as plain:
+        plain.execute(f"PRAGMA page_size={live_pages}")
+        plain.execute("PRAGMA journal_mode=WAL")
+    plain.close()
+    target = make_engine(f"sqlite:///{live}")
+    try:
+        upgrade_schema(target)
+        with target.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA page_size").scalar_one() == live_pages
+        restore(make_settings(), target, path)
+        with target.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA page_size").scalar_one() == backup_pages
+        assert counts(target) == counts(engine)
+        assert verify(target).ok, verify(target).problems
+    finally:
+        target.dispose()
+    assert sqlite_path(str(target.url)) == live
+    with sqlite3.connect(live) as plain:
+        assert plain.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    plain.close()

@@ -25,7 +25,8 @@ from kasparro.observability.logging import get_logger
 
 log = get_logger(__name__)
 
-#: The thread starts once the WAL has grown past this (SQLite's own default limit: 1,000 pages).
+#: The thread starts once the WAL has grown past this (SQLite's own default limit is 1,000 pages,
+#: 4 MB at SQLite's default page size).
 START_BYTES = 4 * 1024 * 1024
 #: An idle thread exits after this long; the next large commit starts it again.
 IDLE_SECONDS = 30.0

@@ -24,7 +24,8 @@ WRITER_CACHE_KIB = 64 * 1024
 #: page size of a new SQLite database (SQLite's default is 4 KiB). Larger pages mean fewer page
 #: splits and shallower indexes, and fewer pages written to the WAL per commit: measured, a
 #: bulk load of raw, unified and history rows ran 20% faster with 16 KiB than with 4 KiB.
-#: A database created before keeps its size (only VACUUM would change it).
+#: A database created before keeps its size (docs/operations.md shows how to convert one: a
+#: plain VACUUM cannot change the page size of a WAL-mode file).
 PAGE_SIZE = 16 * 1024
 
 
@@ -92,7 +93,7 @@ def make_engine(
                 # cut back to the limit
                 limit = checkpointer.limit_bytes
                 page_size = cursor.execute("PRAGMA page_size").fetchone()[0]
-                cursor.execute(f"PRAGMA wal_autocheckpoint={limit // page_size}")
+                cursor.execute(f"PRAGMA wal_autocheckpoint={max(1, limit // page_size)}")
                 cursor.execute(f"PRAGMA journal_size_limit={limit}")
                 # a batch of 1,000 records touches a few MB of index pages: keep them in memory
                 cursor.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB}")

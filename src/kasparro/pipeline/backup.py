@@ -118,9 +118,14 @@ def _sqlite_copy(source: Path, target: Path, *, single_file: bool = False) -> No
     try:
         dst = sqlite3.connect(target, timeout=30)
         try:
-            src.backup(dst)
-            if single_file:
+            # SQLite cannot copy into a WAL-mode file of another page size (a backup taken with
+            # 4 KiB pages, restored into a database created since with 16 KiB ones): the copy
+            # goes in under a rollback journal, and the target returns to WAL after it
+            was_wal = dst.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            if was_wal:
                 dst.execute("PRAGMA journal_mode=DELETE")
+            src.backup(dst)
+            dst.execute(f"PRAGMA journal_mode={'WAL' if was_wal and not single_file else 'DELETE'}")
         finally:
             dst.close()
     except sqlite3.Error as exc:
