@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+
 from sqlalchemy import Engine
 
 from kasparro.db.bulk import BulkWriter
@@ -47,6 +52,22 @@ def test_select_in_with_leading_parameters_and_many_values(engine: Engine) -> No
     assert none == []
 
 
+@contextlib.contextmanager
+def _local_zone(name: str) -> Iterator[None]:
+    """The process's local time zone set to ``name`` for a moment (POSIX)."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = name
+    time.tzset()
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
+
+
 def test_sqlite_timestamp_text_is_what_sqlalchemy_writes(engine: Engine) -> None:
     """The ingest path's own timestamp text must read back through the ORM as the same instant,
     and sort as SQLAlchemy's own text does, whatever the offset or fraction it came with."""
@@ -60,8 +81,11 @@ def test_sqlite_timestamp_text_is_what_sqlalchemy_writes(engine: Engine) -> None
         datetime(999, 12, 31, 0, 0, tzinfo=UTC),
         datetime(2025, 6, 30, 22, 30, 1, 5, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
     ]
+    naive = datetime(2025, 1, 2, 23, 59, 59)  # taken as UTC, whatever the machine's zone
     with engine.connect() as conn:
         bulk = BulkWriter(conn)
+        with _local_zone("America/New_York"):
+            assert bulk.timestamp(naive) == bulk.timestamp(naive.replace(tzinfo=UTC))
         if bulk.dialect != "sqlite":
             assert bulk.timestamp(moments[3]) is moments[3]  # PostgreSQL takes the datetime itself
             return

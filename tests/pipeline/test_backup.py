@@ -308,3 +308,39 @@ def test_restore_across_page_sizes(
     with sqlite3.connect(live) as plain:
         assert plain.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     plain.close()
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_restore_of_another_page_size_asks_for_the_file_alone(
+    engine: Engine, make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """With another connection open, such a restore stops with a clear error and leaves the
+    database as it was; one of the same page size still restores beside other readers."""
+    import sqlite3
+
+    from kasparro.db.engine import make_engine, upgrade_schema
+
+    seed(engine)
+    same = backup(make_settings(), engine, tmp_path / "same")
+    other = backup(make_settings(), engine, tmp_path / "other")
+    with sqlite3.connect(other) as plain:
+        plain.execute("PRAGMA page_size=4096")
+        plain.execute("VACUUM")
+    plain.close()
+
+    live = tmp_path / "live.db"
+    target = make_engine(f"sqlite:///{live}")
+    try:
+        upgrade_schema(target)
+        reader = sqlite3.connect(live, timeout=0.1)
+        try:
+            reader.execute("SELECT count(*) FROM asset").fetchall()
+            with pytest.raises(BackupError, match="open elsewhere"):
+                restore(make_settings(), target, other)
+            assert count_rows(target, "asset") == 0
+            restore(make_settings(), target, same)  # same page size: no need for the file alone
+            assert count_rows(target, "asset") == 3
+        finally:
+            reader.close()
+    finally:
+        target.dispose()

@@ -86,8 +86,14 @@ class BulkWriter:
         self.dialect = conn.dialect.name
 
     def timestamp(self, value: datetime | None) -> Any:
-        """A UTC timestamp as the dialect stores it (SQLite: SQLAlchemy's naive text format)."""
-        if value is None or self.dialect != "sqlite":
+        """A UTC timestamp as the dialect stores it (SQLite: SQLAlchemy's naive text format). A
+        naive value is taken as UTC, as the source models take one (``schemas.common.as_utc``),
+        never as the server's local time."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        if self.dialect != "sqlite":
             return value
         if value.tzinfo is not UTC:  # records are mapped to UTC already; skip the conversion then
             value = value.astimezone(UTC)

@@ -119,19 +119,44 @@ def _sqlite_copy(source: Path, target: Path, *, single_file: bool = False) -> No
         dst = sqlite3.connect(target, timeout=30)
         try:
             # SQLite cannot copy into a WAL-mode file of another page size (a backup taken with
-            # 4 KiB pages, restored into a database created since with 16 KiB ones): the copy
-            # goes in under a rollback journal, and the target returns to WAL after it
-            was_wal = dst.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-            if was_wal:
-                dst.execute("PRAGMA journal_mode=DELETE")
+            # 4 KiB pages, restored into a database created since with 16 KiB ones): then the
+            # copy goes in under a rollback journal, which needs the file to itself, and the
+            # target returns to WAL after it
+            resize = _wal(dst) and _page_size(dst) != _page_size(src)
+            if resize:
+                _journal(dst, "DELETE", target)
             src.backup(dst)
-            dst.execute(f"PRAGMA journal_mode={'WAL' if was_wal and not single_file else 'DELETE'}")
+            if resize:
+                _journal(dst, "WAL", target)
+            if single_file:
+                dst.execute("PRAGMA journal_mode=DELETE")
         finally:
             dst.close()
     except sqlite3.Error as exc:
         raise BackupError(f"SQLite copy {source} -> {target} failed: {exc}") from exc
     finally:
         src.close()
+
+
+def _wal(conn: sqlite3.Connection) -> bool:
+    return str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal"
+
+
+def _page_size(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA page_size").fetchone()[0])
+
+
+def _journal(conn: sqlite3.Connection, mode: str, path: Path) -> None:
+    """Switch ``path`` to journal ``mode``; leaving WAL needs every other connection closed."""
+    try:
+        got = str(conn.execute(f"PRAGMA journal_mode={mode}").fetchone()[0]).lower()
+    except sqlite3.OperationalError:  # "database is locked": another connection holds it
+        got = ""
+    if got != mode.lower():
+        raise BackupError(
+            f"{path} is open elsewhere, and a backup of another page size can only be restored"
+            " into it alone: stop the API, the scheduler and anything else using it, then retry"
+        )
 
 
 def _check_sqlite_file(file: Path) -> None:
