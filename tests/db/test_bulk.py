@@ -94,3 +94,21 @@ def test_sqlite_timestamp_text_is_what_sqlalchemy_writes(engine: Engine) -> None
         for moment in moments:
             assert bulk.timestamp(moment) == process(moment.astimezone(UTC).replace(tzinfo=None))
     assert bulk.timestamp(None) is None
+
+
+def test_select_pairs_finds_exactly_the_stored_pairs(engine: Engine) -> None:
+    """Pairs are matched on both columns (a hash under another coin is not a match), in several
+    statements on SQLite past its parameter limit."""
+    from kasparro.db import repository as repo
+    from kasparro.db.models import RawCsv
+
+    stored = [(f"coin-{i % 7}", f"{i:032x}") for i in range(20_000)]
+    with engine.begin() as conn:
+        BulkWriter(conn).insert_raw(
+            "raw_csv", [(None, coin, "{}", digest, utcnow()) for coin, digest in stored]
+        )
+        asked = [*stored[::3], ("coin-0", f"{1:032x}"), ("nobody", f"{0:032x}")]
+        found = BulkWriter(conn).select_pairs("raw_csv", ("coin_id", "payload_hash"), asked)
+        hashes = repo.existing_hashes(conn=conn, table=RawCsv.__table__, keys=asked)
+    assert sorted(found) == sorted(stored[::3])  # coin-0 never stored hash 1 (coin-1 did)
+    assert hashes == {digest for _, digest in stored[::3]}

@@ -110,3 +110,23 @@ def test_symbols_stored_by_an_older_revision_are_upper_cased(empty_url: str) -> 
         ]
     engine.dispose()
     assert symbols == ["BTC", "BTC", "BTC"]
+
+
+def test_raw_payloads_stored_before_0004_are_kept_and_keyed_per_coin(empty_url: str) -> None:
+    """0004 keeps every raw row and moves uniqueness to (coin id, payload hash): the same hash
+    under another coin is accepted, under the same coin refused."""
+    engine = make_engine(empty_url)
+    upgrade_schema(engine, "0003")
+    insert = sa.text(
+        "INSERT INTO raw_csv (coin_id, payload, payload_hash, ingested_at) "
+        "VALUES (:coin, '{}', :digest, '2026-01-01 00:00:00')"
+    )
+    with engine.begin() as conn:
+        conn.execute(insert, [{"coin": f"c{i}", "digest": f"h{i}"} for i in range(3)])
+    upgrade_schema(engine)
+    with engine.begin() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM raw_csv")).scalar_one() == 3
+        conn.execute(insert, {"coin": "other", "digest": "h0"})
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        conn.execute(insert, {"coin": "c0", "digest": "h0"})
+    engine.dispose()

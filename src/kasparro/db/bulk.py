@@ -176,6 +176,39 @@ class BulkWriter:
             found.extend(map(tuple, cursor.fetchall()))
         return found
 
+    def select_pairs(
+        self, table: str, columns: tuple[str, str], pairs: Sequence[tuple[Any, Any]]
+    ) -> list[tuple[Any, Any]]:
+        """The ``pairs`` of values of ``columns`` (a table and columns of this package's, with an
+        index on both) that rows of ``table`` hold: the pairs are joined to the table, so each is
+        one index lookup. (SQLite does not use the index for ``(a, b) IN (VALUES …)``.)"""
+        found: list[tuple[Any, Any]] = []
+        if not pairs:
+            return found
+        first, second = columns
+        on = f"t.{first} = v.a AND t.{second} = v.b"
+        if self.dialect == "sqlite":
+            per_statement = _SQLITE_MAX_PARAMETERS // 2
+            with self._driver_cursor() as cursor:
+                for start in range(0, len(pairs), per_statement):
+                    part = pairs[start : start + per_statement]
+                    values = ", ".join("(?, ?)" for _ in part)
+                    cursor.execute(
+                        f"WITH v(a, b) AS (VALUES {values}) "  # noqa: S608 - constant names
+                        f"SELECT v.a, v.b FROM v JOIN {table} AS t ON {on}",
+                        [value for pair in part for value in pair],
+                    )
+                    found.extend(map(tuple, cursor.fetchall()))
+            return found
+        with self._driver_cursor() as cursor:
+            cursor.execute(
+                f"SELECT v.a, v.b FROM unnest(%b::text[], %b::text[]) AS v(a, b) "  # noqa: S608
+                f"JOIN {table} AS t ON {on}",
+                ([str(a) for a, _ in pairs], [str(b) for _, b in pairs]),
+            )
+            found.extend(map(tuple, cursor.fetchall()))
+        return found
+
     def select_after(self, query: str, value: Any) -> list[tuple[Any, ...]]:
         """Rows of ``query`` (ending at a column) where that column is greater than ``value``,
         read through the driver: a first load reads thousands of rows a batch this way."""
@@ -198,8 +231,8 @@ class BulkWriter:
             cursor.close()
 
     def insert_raw(self, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
-        """Raw payloads (JSON text); one already stored with the same hash is skipped."""
-        self._insert(table, RAW_COLUMNS, rows, "ON CONFLICT (payload_hash) DO NOTHING")
+        """Raw payloads (JSON text); one already stored for its coin with the same hash is skipped."""
+        self._insert(table, RAW_COLUMNS, rows, "ON CONFLICT (coin_id, payload_hash) DO NOTHING")
 
     def upsert_unified(self, rows: Sequence[tuple[Any, ...]]) -> None:
         """Latest record per (asset_id, source); an older observation never overwrites a newer one.

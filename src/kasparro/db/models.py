@@ -114,7 +114,7 @@ class _RawMixin:
 class RawCoinPaprika(_RawMixin, Base):
     __tablename__ = "raw_coinpaprika"
     __table_args__ = (
-        UniqueConstraint("payload_hash"),
+        UniqueConstraint("coin_id", "payload_hash"),  # migration 0004 says why
         Index("idx_coinpaprika_coin_time", "coin_id", "ingested_at"),
     )
 
@@ -122,7 +122,7 @@ class RawCoinPaprika(_RawMixin, Base):
 class RawCoinGecko(_RawMixin, Base):
     __tablename__ = "raw_coingecko"
     __table_args__ = (
-        UniqueConstraint("payload_hash"),
+        UniqueConstraint("coin_id", "payload_hash"),  # migration 0004 says why
         Index("idx_coingecko_coin_time", "coin_id", "ingested_at"),
     )
 
@@ -130,7 +130,7 @@ class RawCoinGecko(_RawMixin, Base):
 class RawCsv(_RawMixin, Base):
     __tablename__ = "raw_csv"
     __table_args__ = (
-        UniqueConstraint("payload_hash"),
+        UniqueConstraint("coin_id", "payload_hash"),  # migration 0004 says why
         Index("idx_csv_coin_time", "coin_id", "ingested_at"),
     )
 

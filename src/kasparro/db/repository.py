@@ -38,10 +38,10 @@ def insert_ignoring_conflicts(
         )
 
 
-def existing_hashes(*, conn: Connection, table: Table, hashes: Sequence[str]) -> set[str]:
-    """Which of these payload hashes the raw table already holds."""
-    query = f"SELECT payload_hash FROM {table.name} WHERE payload_hash"  # noqa: S608 - a model's table
-    return {digest for (digest,) in BulkWriter(conn).select_in(query, hashes)}
+def existing_hashes(*, conn: Connection, table: Table, keys: Sequence[tuple[str, str]]) -> set[str]:
+    """Which of these (coin id, payload hash) keys the raw table already holds: their hashes."""
+    found = BulkWriter(conn).select_pairs(table.name, ("coin_id", "payload_hash"), keys)
+    return {digest for (_, digest) in found}
 
 
 def upsert_unified(*, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:

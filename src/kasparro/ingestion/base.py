@@ -425,7 +425,7 @@ class BaseIngestion(ABC):
     def _write_batch(self, conn: Connection, item: _PreparedBatch) -> runs.RunCounts:
         batch, prepared, unchanged = item.batch, item.fresh, item.unchanged
         known = repo.existing_hashes(
-            conn=conn, table=self.raw_table, hashes=[p.digest for p in prepared]
+            conn=conn, table=self.raw_table, keys=[(p.record.coin_id, p.digest) for p in prepared]
         )
         if known:
             unchanged += sum(1 for p in prepared if p.digest in known)

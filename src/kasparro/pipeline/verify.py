@@ -66,7 +66,9 @@ def _unified_traces_to_raw(conn: Connection, _report: VerifyReport) -> list[str]
     problems = []
     for source, model in RAW_MODELS.items():
         raw = _t[model.__tablename__]  # type: ignore[attr-defined]
-        traced = sa.exists().where(raw.c.payload_hash == unified.c.payload_hash)
+        traced = sa.exists().where(
+            raw.c.coin_id == unified.c.coin_id, raw.c.payload_hash == unified.c.payload_hash
+        )
         orphans = conn.execute(
             sa.select(sa.func.count())
             .select_from(unified)
