@@ -2,10 +2,11 @@
 
 A payload names its coin, so the two keys refuse the same duplicates. But a hash is random: with
 the hash alone as the key, every insert and every duplicate lookup of a large load landed on
-another page of that index, and once the index outgrew the page cache a file of millions of rows
-slowed down several times over. Led by the coin id, one coin's payloads sit together, and a
-history file sorted by coin writes the index in order (3M CSV rows on SQLite: 23,615 → 39,954
-records/s). On SQLite the tables are rebuilt, which takes a while for large raw tables.
+another page of that index, which slowed a load down once the index outgrew the page cache. Led
+by the coin id, one coin's payloads sit together, and a history file sorted by coin writes the
+index in order (3M such CSV rows on SQLite: 25,941 → 39,764 records/s; a file listing every coin
+day by day gains nothing, and loses nothing). On SQLite the tables are rebuilt, which takes a
+while for large raw tables.
 
 Revision ID: 0004
 Revises: 0003
