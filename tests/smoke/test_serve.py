@@ -27,6 +27,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _start_api_workers(port: int, workers: int, **env: str) -> subprocess.Popen[bytes]:
+    """``kasparro api --workers N`` in a session of its own, configured only by ``env`` (no
+    KASPARRO_* setting or metrics directory of the test run leaks in)."""
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("KASPARRO_") and k != "PROMETHEUS_MULTIPROC_DIR"
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "kasparro", "api", "--workers", str(workers), "--port", str(port)],
+        env={**clean, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 def _wait_until(
     predicate: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen[bytes]
 ) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from kasparro.config import Settings
 from kasparro.pipeline.runner import run_pass
 from tests.fakes import coins, write_history_csv
 from tests.observability.dashboard import dashboard_metric_names, exported_sample_names
-from tests.smoke.test_serve import _free_port, _wait_until
+from tests.smoke.test_serve import _free_port, _start_api_workers, _wait_until
 
 PROCESS_METRICS = (
     "process_resident_memory_bytes",
@@ -63,18 +61,8 @@ def test_two_workers_export_their_process_metrics(
     [result] = run_pass(settings, engine, sources=["csv"])  # so the ETL metrics exist
     assert result.status == "success"
     port = _free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("KASPARRO_") and k != "PROMETHEUS_MULTIPROC_DIR"
-    }
-    env.update(KASPARRO_DATABASE_URL=settings.database_url, KASPARRO_CSV_PATH=str(csv_path))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kasparro", "api", "--workers", "2", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    proc = _start_api_workers(
+        port, 2, KASPARRO_DATABASE_URL=settings.database_url, KASPARRO_CSV_PATH=str(csv_path)
     )
     base = f"http://127.0.0.1:{port}"
     queried = dashboard_metric_names()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import httpx
 import pytest
 
 from kasparro.config import Settings
-from tests.smoke.test_serve import _free_port, _wait_until
+from tests.smoke.test_serve import _free_port, _start_api_workers, _wait_until
 
 LIVE = re.compile(
     r'^http_requests_total\{method="GET",route="/health/live",status="200"\} (\S+)$', re.M
@@ -35,18 +33,12 @@ def test_two_workers_share_their_http_metrics(
     settings = make_settings()
     metrics_dir = tmp_path / "prometheus"
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KASPARRO_")}
-    env.update(
+    proc = _start_api_workers(
+        port,
+        2,
         KASPARRO_DATABASE_URL=settings.database_url,
         KASPARRO_CSV_PATH=str(tmp_path / "none.csv"),
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kasparro", "api", "--workers", "2", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     served = 0
