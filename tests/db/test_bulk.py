@@ -99,16 +99,28 @@ def test_sqlite_timestamp_text_is_what_sqlalchemy_writes(engine: Engine) -> None
 def test_select_pairs_finds_exactly_the_stored_pairs(engine: Engine) -> None:
     """Pairs are matched on both columns (a hash under another coin is not a match), in several
     statements on SQLite past its parameter limit."""
+    from kasparro.db import bulk as bulk_module
     from kasparro.db import repository as repo
     from kasparro.db.models import RawCsv
 
-    stored = [(f"coin-{i % 7}", f"{i:032x}") for i in range(20_000)]
+    per_statement = bulk_module._SQLITE_MAX_PARAMETERS // 2
+    stored = [(f"coin-{i % 7}", f"{i:032x}") for i in range(2 * per_statement + 4_000)]
+    statements: list[str] = []
     with engine.begin() as conn:
         BulkWriter(conn).insert_raw(
             "raw_csv", [(None, coin, "{}", digest, utcnow()) for coin, digest in stored]
         )
-        asked = [*stored[::3], ("coin-0", f"{1:032x}"), ("nobody", f"{0:032x}")]
+        if engine.dialect.name == "sqlite":
+            driver = conn.connection.driver_connection
+            driver.set_trace_callback(statements.append)  # type: ignore[union-attr]
+        expected = stored[::2]  # more pairs than one SQLite statement takes
+        asked = [*expected, ("coin-0", f"{1:032x}"), ("nobody", f"{0:032x}")]
         found = BulkWriter(conn).select_pairs("raw_csv", ("coin_id", "payload_hash"), asked)
+        if engine.dialect.name == "sqlite":
+            driver.set_trace_callback(None)  # type: ignore[union-attr]
         hashes = repo.existing_hashes(conn=conn, table=RawCsv.__table__, keys=asked)
-    assert sorted(found) == sorted(stored[::3])  # coin-0 never stored hash 1 (coin-1 did)
-    assert hashes == {digest for _, digest in stored[::3]}
+    assert len(asked) > per_statement
+    if engine.dialect.name == "sqlite":
+        assert len([s for s in statements if s.startswith("WITH v(a, b)")]) == 2
+    assert sorted(found) == sorted(expected)  # coin-0 never stored hash 1 (coin-1 did)
+    assert hashes == {digest for _, digest in expected}
