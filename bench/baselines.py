@@ -1,11 +1,15 @@
-"""Ingest baselines: (a) the spec's literal per-record algorithm, (b) the database's bulk-load ceiling."""
+"""Ingest baselines: (a) the spec's literal per-record algorithm, (b) the database's bulk-load
+ceiling, and (d) a floor for any Python implementation: (b) plus reading and hashing the records."""
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import re
 import sqlite3
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -19,6 +23,8 @@ from kasparro.db.models import Asset, UnifiedCrypto, utcnow
 from kasparro.schemas.unified import match_key
 
 UNIQUE_KEYS = {
+    "asset": ("match_key",),
+    "asset_source": ("source", "coin_id"),
     "unified_crypto": ("asset_id", "source"),
     "price_history": ("asset_id", "source", "observed_at"),
 }
@@ -129,9 +135,10 @@ def _unique(table: str, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -
 
 
 def ceiling(db: str, template: Any, captured: Captured, *, commit_every: int = 0) -> float:
-    """Seconds to bulk-load the rows Kasparro wrote (raw, unified, history) into empty copies of
-    those tables (same columns and indexes, no foreign keys), no validation: in one transaction,
-    or with ``commit_every`` rows of each table per transaction (Kasparro's batch size)."""
+    """Seconds to bulk-load the rows Kasparro wrote (raw, unified, history, and the assets and
+    source mappings of coins new to it) into empty copies of those tables (same columns and
+    indexes, no foreign keys), no validation: in one transaction, or with ``commit_every`` rows
+    of each table per transaction (Kasparro's batch size)."""
     tables = {t: (cols, _unique(t, cols, rows)) for t, (cols, rows) in captured.items() if rows}
     if not tables:
         return 0.0
@@ -227,3 +234,34 @@ def _sqlite_executemany(url: str, tables: Captured, commit_every: int) -> float:
         return time.perf_counter() - started
     finally:
         conn.close()
+
+
+# (d) floor ------------------------------------------------------------------------------------
+
+
+def read_and_hash(records: Any) -> float:
+    """Seconds a Python loop needs to do what no implementation can skip, and nothing else: read
+    each record (for a CSV file: parse it into header-to-cell dicts, and turn its numeric cells
+    into numbers) and write its payload as canonical JSON with a hash. No validation, no
+    identity, no rows built. Added to the ceiling (b) this is the floor (d): the fastest an
+    ingest written in Python could load these records here."""
+    started = time.perf_counter()
+    if isinstance(records, Path):
+        with records.open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader)
+            numeric = [i for i, name in enumerate(header) if name.lower() in _CSV_NUMBERS]
+            for row in reader:
+                payload = dict(zip(header, row, strict=True))
+                blob = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+                hashlib.blake2b(blob, digest_size=16).hexdigest()
+                for i in numeric:
+                    float(row[i])
+    else:
+        for payload in records:
+            blob = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+            hashlib.blake2b(blob, digest_size=16).hexdigest()
+    return time.perf_counter() - started
+
+
+_CSV_NUMBERS = frozenset({"high", "low", "open", "close", "volume", "marketcap"})

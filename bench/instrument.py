@@ -98,6 +98,18 @@ def _patch_bulk(recorder: Recorder, patches: list[tuple[Any, str, Any]]) -> None
         recorder.keep("price_history", bulk.HISTORY_COLUMNS, rows)
         history(self, rows)
 
+    assets, sources = writer.insert_assets, writer.insert_asset_sources
+
+    def insert_assets(self: Any, rows: Any) -> Any:  # timed with identity, as part of it
+        recorder.keep("asset", bulk.ASSET_COLUMNS, rows)
+        return assets(self, rows)
+
+    def insert_asset_sources(self: Any, rows: Any) -> Any:
+        recorder.keep("asset_source", bulk.ASSET_SOURCE_COLUMNS, rows)
+        return sources(self, rows)
+
+    _swap(patches, writer, "insert_assets", insert_assets)
+    _swap(patches, writer, "insert_asset_sources", insert_asset_sources)
     _swap(patches, writer, "insert_raw", _timed(recorder, "raw insert", insert_raw))
     _swap(patches, writer, "upsert_unified", _timed(recorder, "unified upsert", upsert_unified))
     _swap(patches, writer, "insert_history", _timed(recorder, "history insert", insert_history))

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bench.instrument import Recorder, instrumented
 
-from bench import api_load, common, ingest, memory, report
+from bench import api_load, baselines, common, ingest, memory, payloads, report
 
 MACHINE = {"cpu": "Xeon", "kernel": "6.18-v1", "cores": 2, "memory_gb": 23.5, "python": "3.11.7",
            "sqlite": "3.40.1", "postgresql": "15"}  # fmt: skip
@@ -138,3 +139,46 @@ def test_a_memory_run_keeps_the_api_figures_with_their_own_date_and_machine() ->
     assert [r["file_mb"] for r in result["csv_runs"]] == [50.1, 1024.1]
     assert (result["api_date"], result["api_machine"]) == ("2026-11-27 14:36 UTC", MACHINE)
     assert result["api"] == previous["api"]
+
+
+def test_the_ceiling_loads_every_row_a_first_load_wrote(db_url: str) -> None:
+    """An instrumented run captures the assets and source mappings it created along with raw,
+    unified and history rows, so the ceiling (b) loads the same rows Kasparro wrote."""
+    records = payloads.payloads("coinpaprika", payloads.world(40))
+    recorder = Recorder(capture=True)
+    with instrumented(recorder):
+        _, result = ingest.run_once("coinpaprika", db_url, records)
+    assert result.loaded == 40
+    counts = {table: len(rows) for table, (_, rows) in recorder.rows.items()}
+    assert counts == {
+        "asset": 40, "asset_source": 40, "raw_coinpaprika": 40, "unified_crypto": 40,
+        "price_history": 40,
+    }  # fmt: skip
+    columns = recorder.rows["asset_source"][0]
+    assert columns[:3] == ("asset_id", "source", "coin_id")
+
+
+def test_the_floor_reads_and_hashes_every_csv_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(d) parses each row and turns its numeric cells into numbers: a cell that is not one stops
+    it, so the floor cannot skip the numbers it claims to read."""
+    good = tmp_path / "good.csv"
+    good.write_text("SNo,Name,Symbol,Date,High,Low,Open,Close,Volume,Marketcap\n"
+                    "1,Bitcoin,BTC,2024-01-01,2,1,1.5,1.8,100,1000\n")  # fmt: skip
+    assert baselines.read_and_hash(good) > 0
+    bad = tmp_path / "bad.csv"
+    bad.write_text(good.read_text().replace("1.8", "n/a"))
+    with pytest.raises(ValueError, match="could not convert"):
+        baselines.read_and_hash(bad)
+    hashed: list[bytes] = []
+    monkeypatch.setattr(
+        baselines.hashlib, "blake2b", lambda blob, **_: hashed.append(blob) or _Digest()
+    )
+    baselines.read_and_hash([{"b": 1, "a": 2}, {"id": "x"}])
+    assert hashed == [b'{"a":2,"b":1}', b'{"id":"x"}']  # canonical JSON, sorted keys
+
+
+class _Digest:
+    def hexdigest(self) -> str:
+        return "0" * 32
