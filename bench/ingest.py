@@ -180,7 +180,6 @@ def measure(
         floor = ceiling + min(baselines.read_and_hash(read) for _ in range(3))
         row["floor_records_per_s"] = round(n / floor)
         row["floor_ratio_to_ceiling"] = round(ceiling / floor, 3)
-        row["ratio_to_floor"] = round(floor / seconds, 3)
     recorder.rows.clear()
     if literal_cap:
         literal = baselines.literal(dataset.source, db, template, dataset, present, literal_cap)
