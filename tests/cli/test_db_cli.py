@@ -66,3 +66,16 @@ def test_restore_of_a_missing_file_fails(engine: Engine, tmp_path: Path) -> None
     result = runner.invoke(app, ["db", "restore", str(tmp_path / "nope.sqlite"), "--yes"])
     assert result.exit_code == 1
     assert "does not exist" in result.output
+
+
+@pytest.mark.parametrize("command", [["db", "verify"], ["db", "restore", "any.db", "--yes"]])
+def test_commands_that_do_not_upgrade_still_fail_cleanly_without_a_database(
+    command: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Exit 2 with one line naming the problem, as ``etl run`` and ``db upgrade`` do; not a
+    traceback with exit 1."""
+    monkeypatch.setenv("KASPARRO_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:1/none")
+    result = runner.invoke(app, command)
+    assert result.exit_code == 2, result.output
+    assert "database unreachable" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -9,7 +9,7 @@ import typer
 from sqlalchemy import Engine
 
 from kasparro.config import Settings, load_settings, mask_url
-from kasparro.db.engine import make_engine, upgrade_schema
+from kasparro.db.engine import check_connection, make_engine, upgrade_schema
 from kasparro.exceptions import ConfigurationError, DatabaseUnavailableError
 from kasparro.observability.logging import configure_logging_for
 
@@ -47,3 +47,13 @@ def open_database(settings: Settings, *, upgrade: bool = True) -> Engine:
         except DatabaseUnavailableError as exc:
             fail(str(exc))
     return engine
+
+
+def require_connection(engine: Engine) -> None:
+    """Exit 2 with a one-line error if the database cannot be reached (for one-shot commands
+    that open it without upgrading it; the services wait for it instead)."""
+    try:
+        check_connection(engine)
+    except DatabaseUnavailableError as exc:
+        engine.dispose()
+        fail(str(exc))

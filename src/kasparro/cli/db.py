@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from kasparro.cli.common import boot, fail, open_database
+from kasparro.cli.common import boot, fail, open_database, require_connection
 from kasparro.db.engine import current_revision, upgrade_schema
 from kasparro.pipeline.backup import BackupError, backup, restore, verify
 from kasparro.pipeline.verify import VerifyReport
@@ -58,6 +58,7 @@ def restore_cmd(
     if not yes and sys.stdin.isatty():
         typer.confirm(f"Replace every row of the configured database with {file}?", abort=True)
     engine = open_database(settings, upgrade=False)
+    require_connection(engine)
     try:
         restore(settings, engine, file)
         upgrade_schema(engine)
@@ -75,6 +76,7 @@ def verify_cmd() -> None:
     """Check integrity: row counts, raw lineage, duplicate history, checkpoints; non-zero on a problem."""
     settings = boot()
     engine = open_database(settings, upgrade=False)
+    require_connection(engine)
     try:
         report = verify(engine)
     finally:
