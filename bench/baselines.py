@@ -4,7 +4,6 @@ ceiling, and (d) a floor for any Python implementation: (b) plus reading and has
 from __future__ import annotations
 
 import csv
-import hashlib
 import re
 import sqlite3
 import time
@@ -20,6 +19,9 @@ from sqlalchemy.engine import make_url
 
 from kasparro.db.engine import WRITER_CACHE_KIB, make_engine
 from kasparro.db.models import Asset, UnifiedCrypto, utcnow
+from kasparro.ingestion.base import serialize
+from kasparro.ingestion.csv_source import normalize_header
+from kasparro.schemas.csv import CSV_NUMBER_FIELDS
 from kasparro.schemas.unified import match_key
 
 UNIQUE_KEYS = {
@@ -250,18 +252,14 @@ def read_and_hash(records: Any) -> float:
         with records.open(newline="", encoding="utf-8") as handle:
             reader = csv.reader(handle)
             header = next(reader)
-            numeric = [i for i, name in enumerate(header) if name.lower() in _CSV_NUMBERS]
+            numeric = [
+                i for i, name in enumerate(header) if normalize_header(name) in CSV_NUMBER_FIELDS
+            ]
             for row in reader:
-                payload = dict(zip(header, row, strict=True))
-                blob = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
-                hashlib.blake2b(blob, digest_size=16).hexdigest()
+                serialize(dict(zip(header, row, strict=True)))
                 for i in numeric:
                     float(row[i])
     else:
         for payload in records:
-            blob = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
-            hashlib.blake2b(blob, digest_size=16).hexdigest()
+            serialize(payload)
     return time.perf_counter() - started
-
-
-_CSV_NUMBERS = frozenset({"high", "low", "open", "close", "volume", "marketcap"})

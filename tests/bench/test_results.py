@@ -10,6 +10,7 @@ import pytest
 from bench.instrument import Recorder, instrumented
 
 from bench import api_load, baselines, common, ingest, memory, payloads, report
+from kasparro.ingestion import base as base_module
 
 MACHINE = {"cpu": "Xeon", "kernel": "6.18-v1", "cores": 2, "memory_gb": 23.5, "python": "3.11.7",
            "sqlite": "3.40.1", "postgresql": "15"}  # fmt: skip
@@ -173,7 +174,7 @@ def test_the_floor_reads_and_hashes_every_csv_row(
         baselines.read_and_hash(bad)
     hashed: list[bytes] = []
     monkeypatch.setattr(
-        baselines.hashlib, "blake2b", lambda blob, **_: hashed.append(blob) or _Digest()
+        base_module.hashlib, "blake2b", lambda blob, **_: hashed.append(blob) or _Digest()
     )
     baselines.read_and_hash([{"b": 1, "a": 2}, {"id": "x"}])
     assert hashed == [b'{"a":2,"b":1}', b'{"id":"x"}']  # canonical JSON, sorted keys
